@@ -1,0 +1,164 @@
+"""Shared API types: the base model every CRD field inherits, Kubernetes-shaped
+scalars (quantities, durations, DNS names) and the status Condition.
+
+Why one base: ``alias_generator=to_camel`` derives every wire name from the
+Python name, ``use_attribute_docstrings`` turns the docstring under a field into
+its CRD description, and ``extra="forbid"`` makes the local runner reject the
+same unknown fields that the API server prunes. This module imports nothing
+else from ``mothership``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "mothership.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+Manifest = dict[str, Any]
+"""A Kubernetes object as a JSON-ready dict, headed to or read from the API."""
+
+
+class Model(BaseModel):
+    """Base of every spec and status model: camelCase on the wire, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=False,
+    )
+
+    def wire(self) -> Manifest:
+        """The JSON form the API server stores: camelCase keys, unset optionals left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --- Scalars ---------------------------------------------------------------
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+"""A DNS-1123 label: lower-case letters, digits and '-', at most 63 characters."""
+
+DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+"""A DNS-1123 subdomain, e.g. a host name like ``shop.example.com``."""
+
+Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
+"""A duration such as ``500ms``, ``30s``, ``1m30s`` or ``2h``."""
+
+Quantity = Annotated[
+    str | int,
+    Field(union_mode="left_to_right"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY,
+        }
+    ),
+]
+"""A Kubernetes resource quantity such as ``500m``, ``2``, ``512Mi`` or ``4Gi``."""
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration string (``1m30s`` -> 90.0); ValueError if malformed."""
+    if not re.fullmatch(DURATION, text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 1m30s, 2h)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+_QUANTITY_SUFFIX = {
+    "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+
+
+def parse_quantity(value: str | int) -> float:
+    """The number a quantity stands for (``500m`` -> 0.5, ``1Gi`` -> 1073741824.0)."""
+    if isinstance(value, int):
+        return float(value)
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|Ki|Mi|Gi|Ti|M|G|T)?", value)
+    if not match:
+        raise ValueError(f"not a quantity: {value!r} (use e.g. 500m, 2, 512Mi, 4Gi)")
+    return float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
+
+
+# --- Conditions -------------------------------------------------------------
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """One observation about the object, in the shape of metav1.Condition."""
+
+    type: str
+    """CamelCase condition type, e.g. ``Ready``."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str = Field(default="", max_length=1024)
+    """CamelCase reason for the last transition, e.g. ``DeploymentProgressing``."""
+    message: str = Field(default="", max_length=32768)
+    """A sentence a tenant can act on."""
+    last_transition_time: str | None = None
+    """RFC 3339 time of the last status change."""
+    observed_generation: int | None = None
+    """The .metadata.generation this condition was computed from."""
+
+
+# --- CRD metadata -----------------------------------------------------------
+
+
+class PrinterColumn(Model):
+    name: str
+    type: str
+    json_path: str
+    description: str | None = None
+    priority: int | None = None
+
+    def wire(self) -> Manifest:
+        out = super().wire()
+        out["jsonPath"] = out.pop("jsonPath")
+        return out
+
+
+class CrdInfo(Model):
+    """What a root model declares about its CRD beyond the schema."""
+
+    kind: str
+    plural: str
+    singular: str
+    scope: str  # "Namespaced" or "Cluster"
+    short_names: list[str] = []
+    categories: list[str] = ["mothership"]
+    printer_columns: list[PrinterColumn] = []
+
+
+class Resource(Model):
+    """A root object: apiVersion, kind, metadata, spec, status.
+
+    Subclasses set ``crd`` and narrow ``spec``/``status``. Metadata stays a
+    free-form dict: the API server owns its schema.
+    """
+
+    crd: ClassVar[CrdInfo]
+    api_version: str = API_VERSION
+    kind: str = ""
+    metadata: dict[str, Any] = {}

@@ -1,0 +1,508 @@
+"""The LoadTest API: one spec that runs with local worker processes
+(``mothership loadtest run -f``) or fanned out to an Indexed Job by the operator.
+
+Field docstrings are the CRD descriptions a tenant reads in ``kubectl explain``.
+Durations are strings (``500ms``, ``30s``, ``1m``); ``api.common.parse_duration``
+turns them into seconds. Rules that span fields live twice on purpose: as CEL
+(``x-kubernetes-validations``) so ``kubectl apply`` rejects them, and as pydantic
+validators so the local runner rejects the same input with the same field path.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from .common import (
+    Condition,
+    CrdInfo,
+    DnsLabel,
+    Duration,
+    Model,
+    PrinterColumn,
+    Quantity,
+    Resource,
+    parse_duration,
+)
+from .vocabulary import BY_NAME, METRIC_NAMES, STATS_BY_KIND, MetricKind, Stat, Unit
+
+HttpMethod = Annotated[
+    str, Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")
+]
+
+
+class Target(Model):
+    """Where the load goes: a URL, or an App in the same namespace."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.url) != has(self.app)",
+                    "message": "set exactly one of target.url and target.app",
+                }
+            ]
+        }
+    }
+
+    url: str | None = Field(default=None, pattern=r"^(http|https|ws|wss)://[^\s/]+(/\S*)?$",
+                            max_length=2048)
+    """Base URL, e.g. ``http://shop.tenant-a.svc:80``. Request paths are appended to it."""
+    app: DnsLabel | None = None
+    """Name of an App in this namespace; resolved to its Service URL by the operator."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if (self.url is None) == (self.app is None):
+            raise ValueError("set exactly one of target.url and target.app")
+        return self
+
+
+class HttpRequest(Model):
+    """One HTTP request of a scenario's iteration."""
+
+    method: HttpMethod = "GET"
+    """HTTP method."""
+    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
+    """Path and query appended to the target URL, e.g. ``/api/items?page=1``."""
+    name: str | None = Field(default=None, max_length=63)
+    """Label for this request in results; defaults to the method and path."""
+    headers: dict[str, str] = {}
+    """Extra request headers."""
+    body: str | None = Field(default=None, max_length=1048576)
+    """Request body, sent as is (set Content-Type in headers)."""
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [200], min_length=1, max_length=20
+    )
+    """Status codes that count as success; anything else is an error of class ``status``."""
+    timeout: Duration = "10s"
+    """Give up on the response after this long (error class ``timeout``)."""
+    think_time: Duration | None = None
+    """Pause after this request before the virtual user's next one (closed model)."""
+
+
+class WsExpect(StrEnum):
+    ECHO = "echo"
+    """The reply must equal the message sent."""
+    ANY = "any"
+    """Any reply counts."""
+    PATTERN = "pattern"
+    """The reply must match ``pattern``."""
+    NONE = "none"
+    """Send only; no reply is awaited (message latency is not measured)."""
+
+
+class WebSocketSession(Model):
+    """A WebSocket session a virtual user holds: connect, exchange messages, close."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.expect != 'pattern' || has(self.pattern)",
+                    "message": "websocket.pattern is required when expect is pattern",
+                }
+            ]
+        }
+    }
+
+    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
+    """Path appended to the target URL (http becomes ws, https becomes wss)."""
+    headers: dict[str, str] = {}
+    """Extra handshake headers."""
+    subprotocols: list[str] = Field(default=[], max_length=10)
+    """Subprotocols offered in Sec-WebSocket-Protocol."""
+    message: str = Field(default="hello", max_length=1048576)
+    """Text payload of each message sent."""
+    interval: Duration = "1s"
+    """Time between messages; ``0s`` sends the next as soon as the reply arrives."""
+    expect: WsExpect = WsExpect.ECHO
+    """What a reply must be to count as the answer to a message."""
+    pattern: str | None = Field(default=None, max_length=1024)
+    """Regular expression a reply must match when ``expect`` is ``pattern``."""
+    hold: Duration = "10s"
+    """How long the session stays open before a normal close (1000)."""
+    ping_interval: Duration | None = None
+    """Send a ping this often and expect a pong; unset disables pings."""
+    connect_timeout: Duration = "10s"
+    """Give up on the handshake after this long."""
+
+    @model_validator(mode="after")
+    def _pattern(self) -> WebSocketSession:
+        if self.expect is WsExpect.PATTERN:
+            if self.pattern is None:
+                raise ValueError("websocket.pattern is required when expect is pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"websocket.pattern is not a valid regex: {exc}") from exc
+        return self
+
+
+class Scenario(Model):
+    """What one virtual user does per iteration: HTTP requests in order, and/or a WebSocket session."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "size(self.requests) > 0 || has(self.websocket)",
+                    "message": "a scenario needs requests or a websocket session",
+                }
+            ]
+        }
+    }
+
+    name: DnsLabel
+    """Scenario name, used as a metric label (keep the set small)."""
+    weight: int = Field(default=1, ge=1, le=1000)
+    """Share of virtual users (or arrivals) given to this scenario, relative to the others."""
+    requests: list[HttpRequest] = Field(default=[], max_length=100)
+    """HTTP requests made in order each iteration."""
+    websocket: WebSocketSession | None = None
+    """A WebSocket session held after the requests (if any)."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Scenario:
+        if not self.requests and self.websocket is None:
+            raise ValueError("a scenario needs requests or a websocket session")
+        return self
+
+
+class Stage(Model):
+    """Ramp linearly to ``target`` over ``duration``."""
+
+    duration: Duration
+    """How long this stage ramps."""
+    target: int = Field(ge=0, le=10_000_000)
+    """Virtual users (closed model) or arrivals per second (open model) at the end of the stage."""
+
+
+class Threshold(Model):
+    """A pass/fail rule on the merged results, e.g. p95 of http_req_duration < 200ms."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.lt), has(self.lte), has(self.gt), has(self.gte)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of lt, lte, gt, gte",
+                }
+            ]
+        }
+    }
+
+    metric: str = Field(json_schema_extra={"enum": list(METRIC_NAMES)})
+    """Metric name, e.g. ``http_req_duration``, ``errors``, ``ws_msg_latency``, ``http_reqs``."""
+    stat: Stat
+    """Aggregation: p50, p90, p95, p99, p999, min, max, mean (trends); rate or count."""
+    lt: str | None = Field(default=None, max_length=32)
+    """Pass while the stat is below this value: ``200ms``, ``1%``, ``0.01`` or ``1000``."""
+    lte: str | None = Field(default=None, max_length=32)
+    """Pass while the stat is at most this value."""
+    gt: str | None = Field(default=None, max_length=32)
+    """Pass while the stat is above this value."""
+    gte: str | None = Field(default=None, max_length=32)
+    """Pass while the stat is at least this value."""
+    abort_on_fail: bool = False
+    """Stop the whole test as soon as this threshold fails."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Threshold:
+        if self.metric not in BY_NAME:
+            raise ValueError(f"metric must be one of {', '.join(METRIC_NAMES)}")
+        kind = BY_NAME[self.metric].kind
+        if self.stat not in STATS_BY_KIND[kind]:
+            allowed = ", ".join(s.value for s in STATS_BY_KIND[kind])
+            raise ValueError(f"stat {self.stat.value} does not apply to {self.metric}; use {allowed}")
+        ops = [(op, v) for op, v in self.comparisons() if v is not None]
+        if len(ops) != 1:
+            raise ValueError("set exactly one of lt, lte, gt, gte")
+        self.limit()  # raises ValueError naming the allowed forms
+        return self
+
+    def comparisons(self) -> list[tuple[str, str | None]]:
+        return [("lt", self.lt), ("lte", self.lte), ("gt", self.gt), ("gte", self.gte)]
+
+    @property
+    def op(self) -> str:
+        return next(op for op, v in self.comparisons() if v is not None)
+
+    def limit(self) -> float:
+        """The bound in base units: seconds for trends of time, 0..1 for rates, else a number."""
+        raw = next(v for _, v in self.comparisons() if v is not None)
+        metric = BY_NAME[self.metric]
+        if metric.unit is Unit.SECONDS and self.stat not in (Stat.COUNT, Stat.RATE):
+            try:
+                return parse_duration(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{self.op} must be a duration like 200ms or 1.5s for {self.metric}"
+                ) from None
+        if self.stat is Stat.RATE and metric.kind is MetricKind.RATE:
+            text = raw.strip()
+            try:
+                return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            except ValueError:
+                raise ValueError(f"{self.op} must be a fraction like 0.01 or a percent like 1%") from None
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{self.op} must be a number for {self.metric} {self.stat.value}") from None
+
+
+class WorkerResources(Model):
+    """Requests and limits of each worker pod."""
+
+    cpu: Quantity = "1"
+    """CPU request and limit per worker."""
+    memory: Quantity = "512Mi"
+    """Memory request and limit per worker."""
+
+
+_LOADTEST_RULES = [
+    {"rule": "!(has(self.virtualUsers) && has(self.arrivalRate))",
+     "message": "set virtualUsers (closed model) or arrivalRate (open model), not both"},
+    {"rule": "has(self.duration) || (has(self.stages) && size(self.stages) > 0)",
+     "message": "set duration or stages"},
+    {"rule": "!has(self.workers) || !has(self.virtualUsers) || self.workers <= self.virtualUsers",
+     "message": "workers must not exceed virtualUsers"},
+]
+
+
+class LoadTestSpec(Model):
+    """A distributed HTTP + WebSocket load test."""
+
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _LOADTEST_RULES}}
+
+    target: Target
+    """Where the load goes."""
+    scenarios: list[Scenario] = Field(min_length=1, max_length=20)
+    """What virtual users do, split by weight."""
+    virtual_users: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Closed model: this many virtual users loop over their scenario (or ramp with stages)."""
+    arrival_rate: float | None = Field(default=None, ge=0, le=10_000_000)
+    """Open model: start this many iterations per second regardless of how slow the target gets."""
+    max_virtual_users: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Open model: most iterations in flight at once; arrivals beyond it are dropped and counted."""
+    stages: list[Stage] = Field(default=[], max_length=100)
+    """Ramp: each stage moves virtual users (closed) or the arrival rate (open) linearly to its target."""
+    duration: Duration | None = None
+    """How long load is applied; defaults to the sum of the stages."""
+    graceful_stop: Duration = "5s"
+    """At the end, let in-flight iterations finish for up to this long."""
+    workers: int | None = Field(default=None, ge=1, le=1000)
+    """Worker processes or pods to fan out to; default: one per ``virtualUsersPerWorker``."""
+    virtual_users_per_worker: int = Field(default=1000, ge=1, le=100_000)
+    """Capacity of one worker, used to compute ``workers`` when unset."""
+    thresholds: list[Threshold] = Field(default=[], max_length=50)
+    """Pass/fail rules on the merged results."""
+    tolerated_worker_failures: int = Field(default=0, ge=0, le=1000)
+    """Worker pods that may fail before the test is Errored."""
+    stop: bool = False
+    """Set to true to stop a running test early; it ends Stopped with a partial summary."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=31_536_000)
+    """Delete the Job, ConfigMap and Secret this long after the test ends; results stay."""
+    image: str | None = Field(default=None, max_length=512)
+    """Worker image; defaults to the operator's own."""
+    resources: WorkerResources = WorkerResources()
+    """Requests and limits per worker pod."""
+    spread_workers: bool = False
+    """Prefer placing worker pods on different nodes."""
+
+    @model_validator(mode="after")
+    def _model(self) -> LoadTestSpec:
+        if self.virtual_users is not None and self.arrival_rate is not None:
+            raise ValueError("set virtualUsers (closed model) or arrivalRate (open model), not both")
+        if self.duration is None and not self.stages:
+            raise ValueError("set duration or stages")
+        if self.virtual_users is None and self.arrival_rate is None and not self.stages:
+            raise ValueError("set virtualUsers, arrivalRate or stages")
+        if self.workers is not None and self.virtual_users is not None and self.workers > self.virtual_users:
+            raise ValueError("workers must not exceed virtualUsers")
+        return self
+
+    # --- derived values (pure) -------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Open model (arrival rate) rather than closed (virtual users)."""
+        return self.arrival_rate is not None
+
+    def duration_seconds(self) -> float:
+        """Seconds of load: ``duration`` if set, else the sum of the stages."""
+        if self.duration is not None:
+            return parse_duration(self.duration)
+        return sum(parse_duration(s.duration) for s in self.stages)
+
+    def peak_virtual_users(self) -> int:
+        """Most virtual users the closed model reaches (for the open model: maxVirtualUsers or a guess)."""
+        if self.is_open:
+            if self.max_virtual_users is not None:
+                return self.max_virtual_users
+            peak_rate = max([self.arrival_rate or 0.0, *(s.target for s in self.stages)])
+            return max(1, math.ceil(peak_rate))  # one in flight per arrival-second by default
+        return max([self.virtual_users or 0, *(s.target for s in self.stages), 1])
+
+    def worker_count(self) -> int:
+        """Workers to fan out to: ``workers``, or enough for the peak at virtualUsersPerWorker."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, math.ceil(self.peak_virtual_users() / self.virtual_users_per_worker))
+
+
+# --- status -----------------------------------------------------------------
+
+
+class LoadTestPhase(StrEnum):
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+    ERRORED = "Errored"
+
+
+FINAL_PHASES = frozenset(
+    {LoadTestPhase.PASSED, LoadTestPhase.FAILED, LoadTestPhase.STOPPED, LoadTestPhase.ERRORED}
+)
+
+
+class Percentiles(Model):
+    """A latency distribution, in milliseconds."""
+
+    count: int = 0
+    """Observations."""
+    min: float | None = None
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+
+
+class WebSocketSummary(Model):
+    sessions: int = 0
+    """Sessions started."""
+    connections: int = 0
+    """Peak concurrent open connections."""
+    handshake_failures: int = 0
+    abnormal_closures: int = 0
+    """Connections lost without a close frame (1006)."""
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    connecting: Percentiles = Percentiles()
+    """Handshake time, milliseconds."""
+    message_latency: Percentiles = Percentiles()
+    """Message round trip, milliseconds."""
+
+
+class Summary(Model):
+    """Merged results across all workers: exact counts, histogram percentiles."""
+
+    duration_seconds: float = 0.0
+    """Seconds since the start barrier (or until the end)."""
+    requests: int = 0
+    """HTTP requests made, successful or not."""
+    rps: float = 0.0
+    """HTTP requests per second over the whole run (live: over the last window)."""
+    errors: int = 0
+    """Failed requests and sessions."""
+    error_rate: float = 0.0
+    """errors / (requests + WebSocket sessions), 0..1."""
+    errors_by_class: dict[str, int] = {}
+    """Errors by class: connect, timeout, status, protocol, closed."""
+    http_req_duration: Percentiles = Percentiles()
+    """HTTP latency in milliseconds, from the scheduled send time."""
+    websocket: WebSocketSummary = WebSocketSummary()
+    data_sent: int = 0
+    """Bytes sent, all protocols."""
+    data_received: int = 0
+    """Bytes received, all protocols."""
+    virtual_users: int = 0
+    """Peak virtual users across workers."""
+    dropped_iterations: int = 0
+    """Open-model arrivals dropped because maxVirtualUsers were busy."""
+
+
+class ThresholdResult(Model):
+    metric: str
+    stat: str
+    op: str
+    """lt, lte, gt or gte."""
+    limit: float
+    """The bound, in base units (seconds, ratio or count)."""
+    value: float | None = None
+    """The observed stat in the same units; unset until there is data."""
+    ok: bool = True
+    """Whether the threshold holds."""
+
+
+class WorkerFailure(Model):
+    index: int
+    reason: str
+    message: str = ""
+
+
+class WorkerCounts(Model):
+    total: int = 0
+    ready: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failures: list[WorkerFailure] = []
+    """Each failed worker with its reason (e.g. OOMKilled, ImagePullBackOff, Error)."""
+
+
+class LoadTestStatus(Model):
+    phase: LoadTestPhase = LoadTestPhase.PENDING
+    """Pending, Starting, Running, Stopping, then Passed, Failed, Stopped or Errored."""
+    start_at: str | None = None
+    """RFC 3339 start barrier sent to every worker (written before they are told)."""
+    start_time: str | None = None
+    completion_time: str | None = None
+    workers: WorkerCounts = WorkerCounts()
+    summary: Summary = Summary()
+    thresholds: list[ThresholdResult] = []
+    conditions: list[Condition] = []
+    observed_generation: int | None = None
+
+
+class LoadTest(Resource):
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="LoadTest",
+        plural="loadtests",
+        singular="loadtest",
+        scope="Namespaced",
+        short_names=["lt"],
+        printer_columns=[
+            PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+            PrinterColumn(name="Workers", type="integer", json_path=".status.workers.total"),
+            PrinterColumn(name="RPS", type="number", json_path=".status.summary.rps"),
+            PrinterColumn(name="P95", type="number", json_path=".status.summary.httpReqDuration.p95",
+                          description="p95 HTTP latency, milliseconds"),
+            PrinterColumn(name="Errors", type="number", json_path=".status.summary.errorRate"),
+            PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
+        ],
+    )
+    kind: str = "LoadTest"
+    spec: LoadTestSpec
+    status: LoadTestStatus | None = None
+
+
+def load_spec(document: dict[str, Any]) -> LoadTestSpec:
+    """Validate a LoadTest document (or a bare spec) into the model; pydantic errors name the field."""
+    if "spec" in document and "kind" in document:
+        return LoadTest.model_validate(document).spec
+    return LoadTestSpec.model_validate(document)
