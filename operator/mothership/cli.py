@@ -1,0 +1,41 @@
+"""The ``mothership`` command: a thin shell over library functions.
+
+Each command parses its options, calls one function elsewhere and renders
+the result; imports are local so ``mothership worker`` does not pay for kopf,
+and ``mothership operator`` does not pay for the live view.
+Exit codes for load tests: 0 thresholds passed, 1 a threshold failed,
+2 invalid spec, could not run, or stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
+loadtest_app = typer.Typer(no_args_is_help=True, help="Run, wait for and read load tests.")
+app.add_typer(loadtest_app, name="loadtest")
+
+
+@app.command()
+def crds(
+    out: Annotated[Path, typer.Option(help="Folder for the CRD YAML, one file per kind.")] = Path("crds"),
+    chart: Annotated[
+        Path | None, typer.Option(help="Also write the chart's copy here (e.g. helm/mothership/crds).")
+    ] = None,
+) -> None:
+    """Write the CRDs generated from the API models."""
+    from mothership.api.crd import write_crds
+
+    for path in write_crds(out, chart):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
