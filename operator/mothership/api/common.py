@@ -123,6 +123,14 @@ class Condition(Model):
     """The .metadata.generation this condition was computed from."""
 
 
+CONDITIONS_FIELD: Any = Field(
+    default=[],
+    max_length=32,
+    json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+)
+"""Use as ``conditions: list[Condition] = CONDITIONS_FIELD``: a list keyed by type, as metav1 does."""
+
+
 # --- CRD metadata -----------------------------------------------------------
 
 
@@ -162,3 +170,35 @@ class Resource(Model):
     api_version: str = API_VERSION
     kind: str = ""
     metadata: dict[str, Any] = {}
+
+
+class Owner(Model):
+    """The parent object a builder stamps into its children's ownerReferences."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    namespace: str | None = None
+
+    def reference(self) -> Manifest:
+        """An ownerReference that makes the API server garbage-collect the child with its owner."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    @classmethod
+    def of(cls, body: Manifest) -> Owner:
+        meta = body["metadata"]
+        return cls(
+            api_version=body["apiVersion"],
+            kind=body["kind"],
+            name=meta["name"],
+            uid=meta["uid"],
+            namespace=meta.get("namespace"),
+        )

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, model_validator
 
 from .common import (
+    CONDITIONS_FIELD,
     Condition,
     CrdInfo,
     DnsLabel,
@@ -475,11 +476,13 @@ class LoadTestStatus(Model):
     workers: WorkerCounts = WorkerCounts()
     summary: Summary = Summary()
     thresholds: list[ThresholdResult] = []
-    conditions: list[Condition] = []
+    conditions: list[Condition] = CONDITIONS_FIELD
     observed_generation: int | None = None
 
 
 class LoadTest(Resource):
+    """A distributed HTTP + WebSocket load test: workers start together, results merge exactly."""
+
     crd: ClassVar[CrdInfo] = CrdInfo(
         kind="LoadTest",
         plural="loadtests",
