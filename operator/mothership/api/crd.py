@@ -38,8 +38,11 @@ class StructuralSchema(GenerateJsonSchema):
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         out = super().default_schema(schema)
-        if out.get("default") is None:
-            out.pop("default", None)
+        default = _without_nulls(out.get("default"))
+        if default is None or default == {}:
+            out.pop("default", None)  # absent is Kubernetes' "unset"; {} would only add noise
+        else:
+            out["default"] = default
         return out
 
     def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
@@ -58,6 +61,15 @@ class StructuralSchema(GenerateJsonSchema):
     def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
         raw = super().generate(schema, mode=mode)
         return _structural(raw, raw.get("$defs", {}))
+
+
+def _without_nulls(value: Any) -> Any:
+    """A default as the API server should store it: no explicit nulls, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .app import App
 from .common import Resource
 from .loadtest import LoadTest
+from .tenant import Tenant
 
-ALL: tuple[type[Resource], ...] = (LoadTest,)
+ALL: tuple[type[Resource], ...] = (Tenant, App, LoadTest)

@@ -1,0 +1,340 @@
+"""The App API: one small resource instead of five hand-written manifests.
+
+An App becomes a Deployment and a Service, plus an Ingress when ``expose`` is
+set, a HorizontalPodAutoscaler when ``autoscale`` is set and a
+PodDisruptionBudget when two or more replicas are wanted. Field docstrings are
+what ``kubectl explain app.spec`` shows.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar
+
+from pydantic import Field, model_validator
+
+from .common import (
+    CONDITIONS_FIELD,
+    Condition,
+    CrdInfo,
+    DnsSubdomain,
+    Duration,
+    Model,
+    PrinterColumn,
+    Quantity,
+    Resource,
+)
+
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+IMAGE = r"^[^\s]+$"
+
+
+class Autoscale(Model):
+    """Scale between min and max replicas on CPU use."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "autoscale.min must not exceed autoscale.max"}
+            ]
+        }
+    }
+
+    min: int = Field(default=1, ge=1, le=1000)
+    """Fewest replicas."""
+    max: int = Field(ge=1, le=1000)
+    """Most replicas."""
+    target_cpu: int = Field(default=80, ge=1, le=100, alias="targetCPU")
+    """Average CPU use, in percent of the request, that the autoscaler aims for."""
+
+    @model_validator(mode="after")
+    def _order(self) -> Autoscale:
+        if self.min > self.max:
+            raise ValueError("autoscale.min must not exceed autoscale.max")
+        return self
+
+
+class KeyRef(Model):
+    name: DnsSubdomain
+    """Name of the Secret or ConfigMap in the App's namespace."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key inside it."""
+
+
+class EnvSource(Model):
+    """Where an env var's value comes from when it is not literal."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                 "message": "set exactly one of secretKeyRef and configMapKeyRef"}
+            ]
+        }
+    }
+
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EnvSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("set exactly one of secretKeyRef and configMapKeyRef")
+        return self
+
+
+class EnvVar(Model):
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "!(has(self.value) && has(self.valueFrom))",
+                 "message": "set value or valueFrom, not both"}
+            ]
+        }
+    }
+
+    name: str = Field(pattern=ENV_NAME, min_length=1, max_length=256)
+    """Variable name."""
+    value: str | None = Field(default=None, max_length=32768)
+    """Literal value."""
+    value_from: EnvSource | None = None
+    """Read the value from a Secret or ConfigMap key."""
+
+    @model_validator(mode="after")
+    def _one(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError("set value or valueFrom, not both")
+        return self
+
+
+class EnvFrom(Model):
+    """Import every key of a Secret or ConfigMap as env vars."""
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.secretRef) != has(self.configMapRef)",
+                 "message": "set exactly one of secretRef and configMapRef"}
+            ]
+        }
+    }
+
+    secret_ref: DnsSubdomain | None = None
+    """Name of a Secret in the App's namespace."""
+    config_map_ref: DnsSubdomain | None = None
+    """Name of a ConfigMap in the App's namespace."""
+    prefix: str | None = Field(default=None, pattern=ENV_NAME, max_length=64)
+    """Prefix added to each imported name."""
+
+    @model_validator(mode="after")
+    def _one(self) -> EnvFrom:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError("set exactly one of secretRef and configMapRef")
+        return self
+
+
+class ResourceAmounts(Model):
+    cpu: Quantity | None = None
+    """CPU, e.g. ``250m`` or ``1``."""
+    memory: Quantity | None = None
+    """Memory, e.g. ``256Mi`` or ``1Gi``."""
+
+
+class Resources(Model):
+    requests: ResourceAmounts = ResourceAmounts()
+    """What the scheduler reserves per replica."""
+    limits: ResourceAmounts = ResourceAmounts()
+    """The most a replica may use."""
+
+
+class HealthCheck(Model):
+    """HTTP readiness and liveness probes."""
+
+    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
+    """Path probed with GET; 2xx and 3xx are healthy."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Port probed; defaults to the App's port."""
+    initial_delay: Duration = "0s"
+    """Wait this long after start before probing."""
+    period: Duration = "10s"
+    """Probe this often."""
+    timeout: Duration = "1s"
+    """A probe slower than this fails."""
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive failures before the replica is unready (readiness) or restarted (liveness)."""
+
+
+class Expose(Model):
+    """Publish the App outside the cluster through an Ingress."""
+
+    host: DnsSubdomain
+    """Public host name, e.g. ``shop.example.com``."""
+    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
+    """Path prefix routed to the App."""
+    tls: bool = True
+    """Serve HTTPS for the host (the certificate lives in Secret ``tlsSecretName``)."""
+    tls_secret_name: DnsSubdomain | None = None
+    """Secret holding the certificate; defaults to ``<app>-tls``."""
+    cluster_issuer: DnsSubdomain | None = None
+    """cert-manager ClusterIssuer that should issue the certificate, if any."""
+    ingress_class_name: DnsSubdomain | None = None
+    """IngressClass to use; the cluster default when unset."""
+
+
+class Protocol(StrEnum):
+    HTTP = "http"
+    """Plain request/response HTTP."""
+    WEBSOCKET = "websocket"
+    """Long-lived WebSocket connections: the Ingress gets long proxy timeouts."""
+
+
+class StrategyType(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    RECREATE = "Recreate"
+
+
+class Strategy(Model):
+    """How a spec change rolls out."""
+
+    type: StrategyType = StrategyType.ROLLING_UPDATE
+    """RollingUpdate replaces replicas gradually; Recreate stops all before starting new ones."""
+    max_surge: int | None = Field(default=None, ge=0, le=1000)
+    """Extra replicas allowed during a rolling update."""
+    max_unavailable: int | None = Field(default=None, ge=0, le=1000)
+    """Replicas that may be unavailable during a rolling update."""
+
+
+class SecurityContext(Model):
+    """Overrides of the restricted default (non-root, no privilege escalation, drop ALL, RuntimeDefault)."""
+
+    run_as_user: int | None = Field(default=None, ge=1, le=2147483647)
+    """UID the container runs as; must not be 0."""
+    run_as_group: int | None = Field(default=None, ge=0, le=2147483647)
+    """GID the container runs as."""
+    fs_group: int | None = Field(default=None, ge=0, le=2147483647)
+    """GID that owns mounted volumes."""
+    read_only_root_filesystem: bool = False
+    """Mount the container's root filesystem read-only."""
+
+
+_APP_RULES = [
+    {"rule": "!(has(self.replicas) && has(self.autoscale))",
+     "message": "set replicas or autoscale, not both"},
+]
+
+
+class AppSpec(Model):
+    """A tenant's app: one container image served behind a Service."""
+
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _APP_RULES}}
+
+    image: str = Field(pattern=IMAGE, min_length=1, max_length=512)
+    """Container image, e.g. ``ghcr.io/acme/shop:1.4.2``."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port the container listens on; the Service maps port 80 to it."""
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Fixed replica count (default 1); exclusive with autoscale."""
+    autoscale: Autoscale | None = None
+    """Scale on CPU between min and max; exclusive with replicas."""
+    env: list[EnvVar] = Field(
+        default=[],
+        max_length=200,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Environment variables, in order."""
+    env_from: list[EnvFrom] = Field(default=[], max_length=50)
+    """Secrets and ConfigMaps whose keys all become environment variables."""
+    command: list[Annotated[str, Field(max_length=4096)]] = Field(default=[], max_length=100)
+    """Overrides the image's entrypoint."""
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(default=[], max_length=200)
+    """Overrides the image's arguments."""
+    resources: Resources = Resources()
+    """CPU and memory requests and limits per replica (the tenant's defaults apply when unset)."""
+    health_check: HealthCheck | None = None
+    """Readiness and liveness probes; without it a replica is ready once started."""
+    expose: Expose | None = None
+    """Publish the App on a public host through an Ingress."""
+    protocol: Protocol = Protocol.HTTP
+    """http, or websocket for long-lived connections (sets proxy timeouts)."""
+    strategy: Strategy = Strategy()
+    """Rollout strategy."""
+    security_context: SecurityContext = SecurityContext()
+    """Overrides of the restricted pod security defaults."""
+
+    @model_validator(mode="after")
+    def _scale(self) -> AppSpec:
+        if self.replicas is not None and self.autoscale is not None:
+            raise ValueError("set replicas or autoscale, not both")
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("env names must be unique")
+        return self
+
+    def desired_replicas(self) -> int:
+        """Replicas wanted now: the fixed count, the autoscaler's minimum, or 1."""
+        if self.autoscale is not None:
+            return self.autoscale.min
+        return 1 if self.replicas is None else self.replicas
+
+
+class AppPhase(StrEnum):
+    PENDING = "Pending"
+    """Children are being created; no replica has been observed yet."""
+    PROGRESSING = "Progressing"
+    """A rollout is under way."""
+    READY = "Ready"
+    """All wanted replicas run the current spec and are ready."""
+    DEGRADED = "Degraded"
+    """Running, but fewer replicas are ready than wanted, or a dependency is missing."""
+    FAILED = "Failed"
+    """The rollout cannot proceed (e.g. deadline exceeded, invalid spec)."""
+
+
+class AppConditionType(StrEnum):
+    READY = "Ready"
+    """True: all wanted replicas are ready. False: some are not (see reason). Unknown: not observed."""
+    PROGRESSING = "Progressing"
+    """True: a rollout is under way or just completed. False: it stalled (ProgressDeadlineExceeded)."""
+    AVAILABLE = "Available"
+    """True: at least the minimum replicas serve traffic. False: the App is down."""
+
+
+class AppStatus(Model):
+    phase: AppPhase = AppPhase.PENDING
+    """Pending, Progressing, Ready, Degraded or Failed."""
+    url: str | None = None
+    """In-cluster URL of the Service."""
+    external_url: str | None = None
+    """Public URL when exposed."""
+    replicas: int = 0
+    """Replicas that exist."""
+    ready_replicas: int = 0
+    """Replicas that pass readiness."""
+    ready: str = "0/0"
+    """Ready replicas over wanted replicas, e.g. ``2/3``."""
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+    conditions: list[Condition] = CONDITIONS_FIELD
+
+
+class App(Resource):
+    """A tenant's app: Deployment, Service and, when asked, Ingress, autoscaler and disruption budget."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="App",
+        plural="apps",
+        singular="app",
+        scope="Namespaced",
+        short_names=["msapp"],
+        printer_columns=[
+            PrinterColumn(name="Image", type="string", json_path=".spec.image"),
+            PrinterColumn(name="Ready", type="string", json_path=".status.ready"),
+            PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+            PrinterColumn(name="URL", type="string", json_path=".status.url"),
+            PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
+        ],
+    )
+    kind: str = "App"
+    spec: AppSpec
+    status: AppStatus | None = None
+
