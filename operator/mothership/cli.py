@@ -9,8 +9,9 @@ Exit codes for load tests: 0 thresholds passed, 1 a threshold failed,
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +32,30 @@ def crds(
 
     for path in write_crds(out, chart):
         typer.echo(str(path))
+
+
+@app.command("demo-target")
+def demo_target(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8089,
+) -> None:
+    """Serve the bundled demo app (HTML, JSON, slow and failing endpoints, WebSocket echo and chat)."""
+    from mothership.loadgen.demo_target import run_forever
+
+    def announce(url: str) -> None:
+        typer.echo(f"demo target listening on {url} (counts at {url}/stats)")
+
+    _run_async(run_forever(host, port, announce))
+
+
+def _run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a command's coroutine on uvloop; Ctrl-C ends it quietly."""
+    import contextlib
+
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(coro)
 
 
 def main() -> None:
