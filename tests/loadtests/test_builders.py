@@ -1,0 +1,145 @@
+"""LoadTest children: the whole Job compared with a literal, then one option at a time."""
+
+from __future__ import annotations
+
+import base64
+
+import yaml
+
+from mothership.api.common import Owner
+from mothership.api.loadtest import LoadTest
+from mothership.loadtests import builders
+
+OWNER = Owner(api_version="mothership.dev/v1alpha1", kind="LoadTest", name="smoke",
+              uid="u-1", namespace="team-a")
+OWNER_REF = {"apiVersion": "mothership.dev/v1alpha1", "kind": "LoadTest", "name": "smoke",
+             "uid": "u-1", "controller": True, "blockOwnerDeletion": True}
+LABELS = {
+    "app.kubernetes.io/component": "loadtest-worker",
+    "app.kubernetes.io/instance": "smoke",
+    "app.kubernetes.io/managed-by": "mothership",
+    "app.kubernetes.io/name": "mothership-loadtest",
+    "mothership.dev/loadtest": "smoke",
+}
+
+
+def loadtest(**spec: object) -> LoadTest:
+    base = {
+        "target": {"app": "shop"},
+        "scenarios": [{"name": "browse", "requests": [{"path": "/"}]}],
+        "virtualUsers": 30,
+        "workers": 3,
+        "duration": "30s",
+    }
+    return LoadTest.model_validate({"metadata": {"name": "smoke", "namespace": "team-a"},
+                                    "spec": {**base, **spec}})
+
+
+def test_the_job_is_indexed_non_root_read_only_and_bounded() -> None:
+    job = builders.build_job(loadtest(), OWNER, image="ghcr.io/x/mothership:1",
+                             target_url="http://shop.team-a.svc.cluster.local:80")
+    assert job == {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "smoke-workers", "namespace": "team-a", "labels": LABELS,
+                     "ownerReferences": [OWNER_REF]},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 3,
+            "parallelism": 3,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 30 + 5 + 300 + 60,
+            "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "worker",
+                        "image": "ghcr.io/x/mothership:1",
+                        "args": ["worker", "--plan", "/etc/mothership/plan/plan.yaml", "--count", "3",
+                                 "--listen", "0.0.0.0:9090", "--token-file", "/etc/mothership/token/token",
+                                 "--loadtest", "smoke", "--target", "http://shop.team-a.svc.cluster.local:80",
+                                 "--summary-file", "/dev/termination-log", "--ready-timeout", "300",
+                                 "--linger", "60"],
+                        "ports": [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 9090},
+                                           "periodSeconds": 1, "failureThreshold": 3},
+                        "resources": {"requests": {"cpu": "1", "memory": "512Mi"},
+                                      "limits": {"cpu": "1", "memory": "512Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]},
+                                            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                            "runAsUser": 65532},
+                        "terminationMessagePath": "/dev/termination-log",
+                        "terminationMessagePolicy": "File",
+                        "volumeMounts": [
+                            {"name": "plan", "mountPath": "/etc/mothership/plan", "readOnly": True},
+                            {"name": "token", "mountPath": "/etc/mothership/token", "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "plan", "configMap": {"name": "smoke-plan"}},
+                        {"name": "token", "secret": {"secretName": "smoke-token", "defaultMode": 0o440}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_spec_image_overrides_the_operator_image() -> None:
+    job = builders.build_job(loadtest(image="my/worker:2"), OWNER, image="op:1", target_url="http://x")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "my/worker:2"
+
+
+def test_workers_default_to_one_per_virtual_users_per_worker() -> None:
+    lt = loadtest(workers=None, virtualUsers=2500, virtualUsersPerWorker=1000)
+    job = builders.build_job(lt, OWNER, image="i", target_url="http://x")
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+
+
+def test_spread_workers_prefers_different_nodes() -> None:
+    job = builders.build_job(loadtest(spreadWorkers=True), OWNER, image="i", target_url="http://x")
+    term = job["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"] == {"matchLabels": {"mothership.dev/loadtest": "smoke"}}
+
+
+def test_worker_resources_are_requests_and_limits() -> None:
+    job = builders.build_job(loadtest(resources={"cpu": "500m", "memory": "1Gi"}), OWNER,
+                             image="i", target_url="http://x")
+    res = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+
+
+def test_the_plan_configmap_holds_the_spec_the_workers_validate() -> None:
+    lt = loadtest()
+    cm = builders.build_plan(lt, OWNER)
+    assert cm["metadata"]["name"] == "smoke-plan" and cm["metadata"]["ownerReferences"] == [OWNER_REF]
+    plan = yaml.safe_load(cm["data"]["plan.yaml"])
+    assert LoadTest.model_validate(plan).spec == lt.spec
+
+
+def test_the_token_secret_carries_the_given_token_base64() -> None:
+    secret = builders.build_token_secret(loadtest(), OWNER, "s3cret")
+    assert base64.b64decode(secret["data"]["token"]) == b"s3cret"
+    assert secret["metadata"]["name"] == "smoke-token"
+
+
+def test_builders_are_pure_same_input_same_bytes() -> None:
+    a = builders.build_job(loadtest(), OWNER, image="i", target_url="http://x")
+    b = builders.build_job(loadtest(), OWNER, image="i", target_url="http://x")
+    assert yaml.safe_dump(a) == yaml.safe_dump(b)
+
+
+def test_the_pod_monitor_selects_this_tests_workers_metrics_port() -> None:
+    pm = builders.build_pod_monitor(loadtest(), OWNER)
+    assert pm["spec"]["selector"] == {"matchLabels": {"mothership.dev/loadtest": "smoke"}}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
