@@ -34,6 +34,46 @@ def crds(
         typer.echo(str(path))
 
 
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", metavar="NS",
+                     help="Serve only this namespace (repeatable); default: all."),
+    ] = None,
+    peering: Annotated[
+        str | None, typer.Option(help="kopf peering name, to run several replicas; default: standalone.")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Peering priority: highest works, others stand by (default random).")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of /healthz and /metrics.")] = 8080,
+    allowed_targets: Annotated[
+        str | None,
+        typer.Option(envvar="MOTHERSHIP_ALLOWED_TARGETS", metavar="PATTERN,...",
+                     help="Global LoadTest target host patterns, comma-separated."),
+    ] = None,
+    worker_image: Annotated[
+        str | None, typer.Option(envvar="MOTHERSHIP_WORKER_IMAGE", help="Image of LoadTest worker pods.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False,
+) -> None:
+    """Run the operator: Tenants, Apps and LoadTests, with /healthz and /metrics on --port.
+
+    Credentials: in-cluster ServiceAccount, else $KUBECONFIG. The operator's own namespace,
+    admitted by tenants' NetworkPolicies, comes from $MOTHERSHIP_NAMESPACE (default mothership-system).
+    """
+    from mothership.controller import Config, run
+
+    targets = None
+    if allowed_targets is not None:
+        targets = tuple(t.strip() for t in allowed_targets.split(",") if t.strip())
+    run(Config.from_env(
+        namespaces=tuple(namespace or ()), peering=peering, priority=priority, port=port,
+        allowed_targets=targets, worker_image=worker_image, verbose=verbose,
+    ))
+
+
 @app.command("demo-target")
 def demo_target(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
