@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -23,6 +23,7 @@ from .common import (
     PrinterColumn,
     Quantity,
     Resource,
+    parse_quantity,
 )
 
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
@@ -138,6 +139,15 @@ class ResourceAmounts(Model):
     """CPU, e.g. ``250m`` or ``1``."""
     memory: Quantity | None = None
     """Memory, e.g. ``256Mi`` or ``1Gi``."""
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str | int | None) -> str | int | None:
+        # ``Quantity``'s pattern is only in its JSON schema (the CRD); check it here too,
+        # so the model rejects what the API server rejects.
+        if value is not None:
+            parse_quantity(value)
+        return value
 
 
 class Resources(Model):
@@ -297,6 +307,30 @@ class AppConditionType(StrEnum):
     """True: a rollout is under way or just completed. False: it stalled (ProgressDeadlineExceeded)."""
     AVAILABLE = "Available"
     """True: at least the minimum replicas serve traffic. False: the App is down."""
+
+
+class AppReason(StrEnum):
+    """Reasons ``apps.status.compute`` gives its conditions; problems found by the handler
+    (e.g. ``SecretNotFound``) bring their own."""
+
+    DEPLOYMENT_NOT_OBSERVED = "DeploymentNotObserved"
+    """Unknown: the Deployment controller has not reported on the Deployment yet."""
+    ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+    """Replicas of the current spec are being created, replaced or are starting."""
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    """Every wanted replica runs the current spec."""
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    """The rollout made no progress within the Deployment's deadline (bad image, crash loop)."""
+    ALL_REPLICAS_READY = "AllReplicasReady"
+    """Every wanted replica passes readiness."""
+    REPLICAS_NOT_READY = "ReplicasNotReady"
+    """Fewer replicas pass readiness than are wanted."""
+    MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
+    """Enough replicas serve traffic (the Deployment's own reason)."""
+    MINIMUM_REPLICAS_UNAVAILABLE = "MinimumReplicasUnavailable"
+    """Too few replicas serve traffic (the Deployment's own reason)."""
+    SCALED_TO_ZERO = "ScaledToZero"
+    """``replicas: 0``: nothing serves traffic, on purpose."""
 
 
 class AppStatus(Model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -21,7 +21,16 @@ from .common import (
     PrinterColumn,
     Quantity,
     Resource,
+    parse_quantity,
 )
+
+
+def _check_quantity(value: str | int | None) -> str | int | None:
+    # ``Quantity``'s pattern is only in its JSON schema (the CRD); check it here too,
+    # so the model rejects what the API server rejects.
+    if value is not None:
+        parse_quantity(value)
+    return value
 
 
 class SubjectKind(StrEnum):
@@ -68,10 +77,14 @@ class Quota(Model):
     apps: int | None = Field(default=None, ge=0, le=10000)
     """Most Apps."""
 
+    _quantities = field_validator("cpu", "memory")(_check_quantity)
+
 
 class Amounts(Model):
     cpu: Quantity | None = None
     memory: Quantity | None = None
+
+    _quantities = field_validator("cpu", "memory")(_check_quantity)
 
 
 class Defaults(Model):
@@ -150,10 +163,32 @@ class TenantConditionType(StrEnum):
     READY = "Ready"
     """True: every child exists as specified. False: one failed (see reason). Unknown: not reconciled."""
     NAMESPACE_READY = "NamespaceReady"
+    """The Namespace. True: applied. False: the apply failed. Unknown: not applied yet."""
     QUOTA_READY = "QuotaReady"
+    """The ResourceQuota; True with reason NotRequested when ``quota`` sets nothing."""
     LIMITS_READY = "LimitsReady"
+    """The LimitRange of default requests and limits."""
     ISOLATION_READY = "IsolationReady"
+    """The NetworkPolicy; True with reason NotRequested when ``isolation.mode`` is none."""
     ACCESS_READY = "AccessReady"
+    """The owners' RoleBinding; True with reason NotRequested when there are no owners."""
+
+
+class TenantReason(StrEnum):
+    """Reasons ``tenants.status.compute`` gives its conditions."""
+
+    APPLIED = "Applied"
+    """True: the child was applied as specified."""
+    APPLY_FAILED = "ApplyFailed"
+    """False: the API server refused the child; the message says why."""
+    NOT_APPLIED = "NotApplied"
+    """Unknown: the child has not been applied yet."""
+    NOT_REQUESTED = "NotRequested"
+    """True: the spec asks for no such child, so there is nothing to apply."""
+    ALL_CHILDREN_READY = "AllChildrenReady"
+    """Ready is True: every child is in place."""
+    CHILDREN_NOT_READY = "ChildrenNotReady"
+    """Ready is False or Unknown: see the child conditions."""
 
 
 class TenantStatus(Model):
