@@ -1,0 +1,573 @@
+"""What a worker counts while it runs, and the algebra on the snapshots it ships.
+
+Why this exists: the hot loop needs somewhere cheap to record into (plain int
+adds into preallocated slots, no dict per call), and the coordinator needs
+snapshots it can merge exactly, evaluate thresholds on and summarize. Both
+sides use this one module, so a name means the same thing on both.
+
+Shape of a snapshot (JSON-ready, CUMULATIVE since the start barrier; keys are
+the metric names of ``api.vocabulary``)::
+
+    {"layout": LAYOUT, "scenarios": ["browse", ...],
+     "http_reqs": {"browse": {"2xx": 120, "none": 3}, ...},   # by status class
+     "errors":    {"browse": {"timeout": 3}, ...},            # by ErrorClass
+     "counters":  {"ws_sessions": 0, ..., "dropped_iterations": 0},
+     "gauges":    {"virtual_users": {"current": 10, "peak": 10},
+                   "ws_connections": {"current": 0, "peak": 0}},
+     "histograms": {"http_req_duration": Histogram.to_wire(), "ws_connecting": ..., "ws_msg_latency": ...}}
+
+What is recorded where (the recorders' contract with http.py, ws.py, models.py):
+
+* Every HTTP request ends in exactly one call: ``http()`` when a response
+  arrived (whatever its status), or ``error(i, cls, seconds)`` when none did
+  (refused, timeout, reset, malformed): it counts in ``http_reqs`` with status
+  class ``none``. Both record the duration in ``http_req_duration``, as k6
+  does, so timeouts are not hidden from the percentiles. A status outside the
+  request's ``expectStatus`` is decided by the caller, who adds
+  ``error(i, ErrorClass.STATUS)`` (no seconds) after ``http()``.
+* A WebSocket session counts at most one error (its first), so the error rate
+  ``errors / (http_reqs + ws_sessions)`` stays within 0..1.
+* Gauge peaks are per worker; merged, they add up to an upper bound of the
+  true concurrent peak (workers peak at nearly the same time under a barrier).
+
+This module knows nothing of sockets, the coordinator's HTTP contract or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import zlib
+from collections.abc import Iterable
+from operator import add
+from typing import Any
+
+from ..api.loadtest import Percentiles, Summary, WebSocketSummary
+from ..api.vocabulary import BY_NAME, QUANTILES, ErrorClass, MetricKind, Stat
+from .histogram import (
+    BUCKETS,
+    LAYOUT,
+    Histogram,
+    LayoutMismatch,
+    check_layout,
+    quantile_of,
+)
+
+STATUS_CLASSES: tuple[str, ...] = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+"""HTTP status classes, indexed by ``status // 100``; ``none`` is a request that got no response."""
+ERROR_CLASSES: tuple[ErrorClass, ...] = tuple(ErrorClass)
+HISTOGRAMS: tuple[str, ...] = ("http_req_duration", "ws_connecting", "ws_msg_latency")
+COUNTERS: tuple[str, ...] = (
+    "ws_sessions", "ws_handshake_failures", "ws_abnormal_closures",
+    "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received",
+    "data_sent", "data_received", "dropped_iterations",
+)
+GAUGES: tuple[str, ...] = ("virtual_users", "ws_connections")
+
+_NSTATUS = len(STATUS_CLASSES)
+_NERR = len(ERROR_CLASSES)
+_ERR_INDEX: dict[ErrorClass, int] = {c: k for k, c in enumerate(ERROR_CLASSES)}
+
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubernetes truncates a container's termination message beyond 4096 bytes."""
+
+
+class Stats:
+    """One per worker process: the counters and histograms the hot loop records into."""
+
+    def __init__(self, scenarios: list[str]) -> None:
+        self.scenarios: tuple[str, ...] = tuple(scenarios)
+        n = len(self.scenarios)
+        self.http_counts: list[int] = [0] * (n * _NSTATUS)
+        """Requests by ``scenario_index * 6 + status // 100``."""
+        self.error_counts: list[int] = [0] * (n * _NERR)
+        """Errors by ``scenario_index * 5 + ERROR_CLASSES.index(cls)``."""
+        self.http_req_duration = Histogram()
+        self.ws_connecting = Histogram()
+        self.ws_msg_latency = Histogram()
+        self.ws_sessions = 0
+        self.ws_handshake_failures = 0
+        self.ws_abnormal_closures = 0
+        self.ws_msgs_sent = 0
+        self.ws_msgs_received = 0
+        self.ws_bytes_sent = 0
+        self.ws_bytes_received = 0
+        self.data_sent = 0
+        self.data_received = 0
+        self.dropped_iterations = 0
+        self._virtual_users = 0
+        self.virtual_users_peak = 0
+        self.ws_connections = 0
+        self.ws_connections_peak = 0
+
+    # --- HTTP (hot path) ----------------------------------------------------
+
+    def http(self, scenario_index: int, status: int, seconds: float, sent: int, received: int) -> None:
+        """A response arrived (any status 100..599) after ``seconds``; ``sent``/``received`` in bytes."""
+        self.http_counts[scenario_index * 6 + status // 100] += 1
+        self.http_req_duration.record(seconds)
+        self.data_sent += sent
+        self.data_received += received
+
+    def error(self, scenario_index: int, error_class: ErrorClass, seconds: float | None = None) -> None:
+        """Count one error. With ``seconds``, it is an HTTP request that got no response (see module doc)."""
+        self.error_counts[scenario_index * _NERR + _ERR_INDEX[error_class]] += 1
+        if seconds is not None:
+            self.http_counts[scenario_index * _NSTATUS] += 1
+            self.http_req_duration.record(seconds)
+
+    # --- WebSocket ----------------------------------------------------------
+
+    def ws_session_started(self, scenario_index: int) -> None:
+        self.ws_sessions += 1
+
+    def ws_connected(self, seconds: float) -> None:
+        """The handshake completed after ``seconds``; one more connection is open."""
+        self.ws_connecting.record(seconds)
+        self.ws_connections += 1
+        if self.ws_connections > self.ws_connections_peak:
+            self.ws_connections_peak = self.ws_connections
+
+    def ws_handshake_failed(self, scenario_index: int, error_class: ErrorClass) -> None:
+        """The handshake was refused, timed out or answered without 101 (the session's one error)."""
+        self.ws_handshake_failures += 1
+        self.error(scenario_index, error_class)
+
+    def ws_closed(self, scenario_index: int, abnormal: bool, count_error: bool = True) -> None:
+        """A connection that ``ws_connected`` counted has closed; ``abnormal`` means 1006, no close frame.
+
+        ``count_error=False`` when the session already counted its one error.
+        """
+        self.ws_connections -= 1
+        if abnormal:
+            self.ws_abnormal_closures += 1
+            if count_error:
+                self.error(scenario_index, ErrorClass.CLOSED)
+
+    def ws_sent(self, nbytes: int) -> None:
+        """One message of ``nbytes`` payload bytes was sent."""
+        self.ws_msgs_sent += 1
+        self.ws_bytes_sent += nbytes
+        self.data_sent += nbytes
+
+    def ws_received(self, nbytes: int, latency_seconds: float | None) -> None:
+        """One message arrived; ``latency_seconds`` is its round trip when it answered one we sent."""
+        self.ws_msgs_received += 1
+        self.ws_bytes_received += nbytes
+        self.data_received += nbytes
+        if latency_seconds is not None:
+            self.ws_msg_latency.record(latency_seconds)
+
+    # --- gauges -------------------------------------------------------------
+
+    @property
+    def virtual_users(self) -> int:
+        """Virtual users active now; setting it tracks ``virtual_users_peak``."""
+        return self._virtual_users
+
+    @virtual_users.setter
+    def virtual_users(self, value: int) -> None:
+        self._virtual_users = value
+        if value > self.virtual_users_peak:
+            self.virtual_users_peak = value
+
+    # --- reading ------------------------------------------------------------
+
+    def http_reqs_total(self) -> int:
+        return sum(self.http_counts)
+
+    def errors_total(self) -> int:
+        return sum(self.error_counts)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready, cumulative snapshot (shape in the module docstring)."""
+        http_reqs: dict[str, dict[str, int]] = {}
+        errors: dict[str, dict[str, int]] = {}
+        for s, name in enumerate(self.scenarios):
+            row = self.http_counts[s * _NSTATUS:(s + 1) * _NSTATUS]
+            by_status = {STATUS_CLASSES[k]: n for k, n in enumerate(row) if n}
+            if by_status:
+                http_reqs[name] = by_status
+            erow = self.error_counts[s * _NERR:(s + 1) * _NERR]
+            by_class = {ERROR_CLASSES[k].value: n for k, n in enumerate(erow) if n}
+            if by_class:
+                errors[name] = by_class
+        return {
+            "layout": LAYOUT,
+            "scenarios": list(self.scenarios),
+            "http_reqs": http_reqs,
+            "errors": errors,
+            "counters": {name: getattr(self, name) for name in COUNTERS},
+            "gauges": {
+                "virtual_users": {"current": self._virtual_users, "peak": self.virtual_users_peak},
+                "ws_connections": {"current": self.ws_connections, "peak": self.ws_connections_peak},
+            },
+            "histograms": {name: getattr(self, name).to_wire() for name in HISTOGRAMS},
+        }
+
+
+# --- snapshot algebra ---------------------------------------------------------
+
+
+def empty_snapshot(scenarios: list[str] | None = None) -> dict[str, Any]:
+    """The snapshot of a worker that has recorded nothing (the identity of ``merge_snapshots``)."""
+    return Stats(scenarios or []).snapshot()
+
+
+def merge_snapshots(snaps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add snapshots exactly: counters, gauges (current and peak) and histogram buckets add.
+
+    Raises LayoutMismatch if any snapshot (or histogram in it) has another
+    layout. Scenarios are matched by name, in first-seen order. Keys this
+    module does not know are ignored. Fast path: histogram runs are added as
+    slices at C speed (bench/merge.py: 1,000 snapshots in well under 100 ms).
+    """
+    scenarios: list[str] = []
+    seen: set[str] = set()
+    http_reqs: dict[str, dict[str, int]] = {}
+    errors: dict[str, dict[str, int]] = {}
+    counters = dict.fromkeys(COUNTERS, 0)
+    gauges = {g: {"current": 0, "peak": 0} for g in GAUGES}
+    dense = {name: [0] * BUCKETS for name in HISTOGRAMS}
+    scalars = {name: [0, 0.0, math.inf, -math.inf, 0, 0] for name in HISTOGRAMS}
+    for snap in snaps:
+        if snap.get("layout") != LAYOUT:
+            raise LayoutMismatch(
+                f"snapshot layout {snap.get('layout')!r} is not {LAYOUT!r}; refusing to merge")
+        for name in snap.get("scenarios", ()):
+            if name not in seen:
+                seen.add(name)
+                scenarios.append(name)
+        for target, source in ((http_reqs, snap.get("http_reqs", {})), (errors, snap.get("errors", {}))):
+            for scenario, row in source.items():
+                acc = target.setdefault(scenario, {})
+                for key, n in row.items():
+                    acc[key] = acc.get(key, 0) + n
+        for key, n in snap.get("counters", {}).items():
+            if key in counters:
+                counters[key] += n
+        for key, g in snap.get("gauges", {}).items():
+            if key in gauges:
+                gauges[key]["current"] += g["current"]
+                gauges[key]["peak"] += g["peak"]
+        for name, wire in snap.get("histograms", {}).items():
+            if name not in dense:
+                continue
+            check_layout(wire.get("layout"))
+            run = wire["counts"]
+            if run:
+                lo = wire["offset"]
+                hi = lo + len(run)
+                acc_counts = dense[name]
+                acc_counts[lo:hi] = map(add, acc_counts[lo:hi], run)
+            sc = scalars[name]
+            sc[0] += wire["count"]
+            sc[1] += wire["sum"]
+            if wire["min"] is not None and wire["min"] < sc[2]:
+                sc[2] = wire["min"]
+            if wire["max"] is not None and wire["max"] > sc[3]:
+                sc[3] = wire["max"]
+            sc[4] += wire["underflow"]
+            sc[5] += wire["overflow"]
+    histograms = {}
+    for name in HISTOGRAMS:
+        h = Histogram()
+        h.counts = dense[name]
+        count, total, lo_v, hi_v, under, over = scalars[name]
+        h.count, h.sum, h.underflow, h.overflow = int(count), float(total), int(under), int(over)
+        h._min, h._max = float(lo_v), float(hi_v)
+        histograms[name] = h.to_wire()
+    return {
+        "layout": LAYOUT,
+        "scenarios": scenarios,
+        "http_reqs": http_reqs,
+        "errors": errors,
+        "counters": counters,
+        "gauges": gauges,
+        "histograms": histograms,
+    }
+
+
+# --- reading a snapshot -------------------------------------------------------
+
+
+def _http_reqs(snap: dict[str, Any]) -> int:
+    return sum(n for row in snap.get("http_reqs", {}).values() for n in row.values())
+
+
+def _errors(snap: dict[str, Any]) -> int:
+    return sum(n for row in snap.get("errors", {}).values() for n in row.values())
+
+
+def errors_by_class(snap: dict[str, Any]) -> dict[str, int]:
+    """Errors summed over scenarios, by ErrorClass value (only the classes that occurred)."""
+    out: dict[str, int] = {}
+    for row in snap.get("errors", {}).values():
+        for key, n in row.items():
+            out[key] = out.get(key, 0) + n
+    return {c.value: out[c.value] for c in ERROR_CLASSES if c.value in out}
+
+
+def http_reqs_by_status_class(snap: dict[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in snap.get("http_reqs", {}).values():
+        for key, n in row.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def _counter(snap: dict[str, Any], metric: str) -> int:
+    if metric == "http_reqs":
+        return _http_reqs(snap)
+    if metric == "errors":
+        return _errors(snap)
+    return int(snap.get("counters", {}).get(metric, 0))
+
+
+def histogram_quantile(wire: dict[str, Any], q: float) -> float | None:
+    """A quantile in seconds straight from a ``Histogram.to_wire`` dict (no rebuild)."""
+    count = wire["count"]
+    if not count:
+        return None
+    return quantile_of(wire["counts"], wire["underflow"], wire["overflow"], count,
+                       wire["min"], wire["max"], q, offset=wire["offset"])
+
+
+def stat_value(snap: dict[str, Any], metric: str, stat: Stat, elapsed_seconds: float) -> float | None:
+    """The value of ``stat`` of ``metric`` in base units, or None when there is no data yet.
+
+    Meanings, by the metric's kind in ``api.vocabulary``:
+
+    * counter (``http_reqs``, ``ws_msgs_sent``, ``data_sent``, ...): ``count``
+      is the total; ``rate`` is the total per second over ``elapsed_seconds``
+      (None before any time has passed).
+    * ``errors`` (a rate): ``rate`` is errors / (http_reqs + ws_sessions), a
+      ratio 0..1 (None before any request or session); ``count`` is the total.
+    * trend (``http_req_duration``, ``ws_connecting``, ``ws_msg_latency``):
+      ``min``/``max``/``mean`` exact, ``p50``..``p999`` from the histogram
+      within its relative error, all in seconds (None while empty).
+    * gauge (``virtual_users``, ``ws_connections``): ``max`` is the peak
+      (merged: the sum of worker peaks).
+
+    Raises ValueError for a metric name not in the vocabulary or a stat that
+    does not apply to it.
+    """
+    if metric not in BY_NAME:
+        raise ValueError(f"unknown metric {metric!r}")
+    kind = BY_NAME[metric].kind
+    if kind is MetricKind.TREND:
+        wire = snap["histograms"][metric]
+        if not wire["count"]:
+            return None
+        if stat is Stat.MIN:
+            return float(wire["min"])
+        if stat is Stat.MAX:
+            return float(wire["max"])
+        if stat is Stat.MEAN:
+            return float(wire["sum"]) / wire["count"]
+        if stat in QUANTILES:
+            return histogram_quantile(wire, QUANTILES[stat])
+    elif kind is MetricKind.GAUGE:
+        if stat is Stat.MAX:
+            return float(snap["gauges"][metric]["peak"])
+    elif kind is MetricKind.RATE:
+        if stat is Stat.COUNT:
+            return float(_errors(snap))
+        if stat is Stat.RATE:
+            attempts = _http_reqs(snap) + int(snap.get("counters", {}).get("ws_sessions", 0))
+            return _errors(snap) / attempts if attempts else None
+    elif kind is MetricKind.COUNTER:
+        if stat is Stat.COUNT:
+            return float(_counter(snap, metric))
+        if stat is Stat.RATE:
+            return _counter(snap, metric) / elapsed_seconds if elapsed_seconds > 0 else None
+    raise ValueError(f"stat {stat.value} does not apply to {metric} ({kind.value})")
+
+
+def _percentiles_ms(wire: dict[str, Any]) -> Percentiles:
+    count = wire["count"]
+    if not count:
+        return Percentiles()
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000.0, 6)
+
+    return Percentiles(
+        count=count,
+        min=ms(wire["min"]),
+        mean=ms(wire["sum"] / count),
+        p50=ms(histogram_quantile(wire, QUANTILES[Stat.P50])),
+        p90=ms(histogram_quantile(wire, QUANTILES[Stat.P90])),
+        p95=ms(histogram_quantile(wire, QUANTILES[Stat.P95])),
+        p99=ms(histogram_quantile(wire, QUANTILES[Stat.P99])),
+        p999=ms(histogram_quantile(wire, QUANTILES[Stat.P999])),
+        max=ms(wire["max"]),
+    )
+
+
+def summarize(snap: dict[str, Any], elapsed_seconds: float) -> Summary:
+    """The ``status.summary`` of a (merged) snapshot: exact counts, percentiles in milliseconds.
+
+    ``rps`` is requests over ``elapsed_seconds``; for a live windowed rate the
+    coordinator passes the difference of two snapshots' counts itself.
+    """
+    requests = _http_reqs(snap)
+    counters = snap.get("counters", {})
+    errors = _errors(snap)
+    attempts = requests + int(counters.get("ws_sessions", 0))
+    hist = snap["histograms"]
+    gauges = snap.get("gauges", {})
+    return Summary(
+        duration_seconds=round(elapsed_seconds, 3),
+        requests=requests,
+        rps=round(requests / elapsed_seconds, 3) if elapsed_seconds > 0 else 0.0,
+        errors=errors,
+        error_rate=errors / attempts if attempts else 0.0,
+        errors_by_class=errors_by_class(snap),
+        http_req_duration=_percentiles_ms(hist["http_req_duration"]),
+        websocket=WebSocketSummary(
+            sessions=counters.get("ws_sessions", 0),
+            connections=gauges.get("ws_connections", {}).get("peak", 0),
+            handshake_failures=counters.get("ws_handshake_failures", 0),
+            abnormal_closures=counters.get("ws_abnormal_closures", 0),
+            messages_sent=counters.get("ws_msgs_sent", 0),
+            messages_received=counters.get("ws_msgs_received", 0),
+            bytes_sent=counters.get("ws_bytes_sent", 0),
+            bytes_received=counters.get("ws_bytes_received", 0),
+            connecting=_percentiles_ms(hist["ws_connecting"]),
+            message_latency=_percentiles_ms(hist["ws_msg_latency"]),
+        ),
+        data_sent=counters.get("data_sent", 0),
+        data_received=counters.get("data_received", 0),
+        virtual_users=gauges.get("virtual_users", {}).get("peak", 0),
+        dropped_iterations=counters.get("dropped_iterations", 0),
+    )
+
+
+# --- termination-message form -------------------------------------------------
+
+_COMPACT_PREFIX = "mss1:"
+
+
+def _zigzag_deltas(run: list[int]) -> list[int]:
+    out = []
+    prev = 0
+    for c in run:
+        d = c - prev
+        out.append(d * 2 if d >= 0 else -d * 2 - 1)
+        prev = c
+    return out
+
+
+def _undo_zigzag_deltas(deltas: list[int]) -> list[int]:
+    out = []
+    prev = 0
+    for z in deltas:
+        prev += (z >> 1) if not z & 1 else -((z + 1) >> 1)
+        out.append(prev)
+    return out
+
+
+_RICE_ESCAPE = 24
+"""A Rice quotient at least this long is written as an escape plus the raw value instead."""
+
+
+def _rice_encode(values: Iterable[int], bits: list[str]) -> None:
+    """Append adaptive Rice codes of non-negative ints to ``bits`` ('0'/'1' strings).
+
+    The Rice parameter follows the running mean of recent values (LOCO-I's
+    A/N rule), so a code costs about log2 of the local noise plus two bits:
+    within 10 % of the entropy of Poisson bucket noise, where zlib on varints
+    was 40 % above it (1,220 vs 878 bytes for a 1.4k-bucket histogram).
+    """
+    total, n = 4, 1
+    for v in values:
+        k = 0
+        while (n << k) < total:
+            k += 1
+        q = v >> k
+        if q < _RICE_ESCAPE:
+            bits.append("1" * q + "0")
+            if k:
+                bits.append(format(v & ((1 << k) - 1), f"0{k}b"))
+        else:
+            length = v.bit_length()
+            bits.append("1" * _RICE_ESCAPE + format(length, "07b") + format(v, f"0{length}b"))
+        total += v
+        n += 1
+        if n >= 16:
+            total = (total + 1) >> 1
+            n >>= 1
+
+
+def _rice_decode(bits: str, pos: int, count: int) -> tuple[list[int], int]:
+    out: list[int] = []
+    total, n = 4, 1
+    for _ in range(count):
+        k = 0
+        while (n << k) < total:
+            k += 1
+        q = 0
+        while bits[pos] == "1" and q < _RICE_ESCAPE:
+            q += 1
+            pos += 1
+        if q < _RICE_ESCAPE:
+            pos += 1  # the terminating 0
+            low = int(bits[pos:pos + k], 2) if k else 0
+            pos += k
+            v = (q << k) | low
+        else:
+            length = int(bits[pos:pos + 7], 2)
+            pos += 7
+            v = int(bits[pos:pos + length], 2) if length else 0
+            pos += length
+        out.append(v)
+        total += v
+        n += 1
+        if n >= 16:
+            total = (total + 1) >> 1
+            n >>= 1
+    return out, pos
+
+
+def compact(snap: dict[str, Any]) -> str:
+    """A snapshot as short ASCII text for a Kubernetes termination message (``expand`` reverses it).
+
+    Everything but the histogram runs is zlib-compressed JSON; each run is
+    coded as zig-zag deltas of neighbouring counts (neighbours are close in a
+    smooth distribution) with adaptive Rice codes; the whole is base85 (JSON-safe,
+    denser than base64). A heavy
+    snapshot (three wide histograms, a million samples each) takes about 3 KiB;
+    check ``len(compact(s)) <= TERMINATION_MESSAGE_LIMIT`` before relying on it.
+    """
+    check_layout(snap.get("layout"))
+    head = dict(snap)
+    bits: list[str] = []
+    hists: dict[str, Any] = {}
+    for name, wire in snap.get("histograms", {}).items():
+        meta = {k: v for k, v in wire.items() if k != "counts"}
+        meta["n"] = len(wire["counts"])
+        hists[name] = meta
+        _rice_encode(_zigzag_deltas(wire["counts"]), bits)
+    head["histograms"] = hists
+    text = zlib.compress(json.dumps(head, separators=(",", ":")).encode(), 9)
+    bitstring = "1" + "".join(bits)  # the leading 1 keeps leading zeros through int()
+    packed = int(bitstring, 2).to_bytes((len(bitstring) + 7) // 8, "big")
+    raw = len(text).to_bytes(2, "big") + text + packed
+    return _COMPACT_PREFIX + base64.b85encode(raw).decode("ascii")
+
+
+def expand(text: str) -> dict[str, Any]:
+    """The snapshot ``compact`` encoded; ValueError if the text is not one."""
+    if not text.startswith(_COMPACT_PREFIX):
+        raise ValueError("not a compact snapshot (missing the mss1: prefix)")
+    raw = base64.b85decode(text[len(_COMPACT_PREFIX):])
+    size = int.from_bytes(raw[:2], "big")
+    snap: dict[str, Any] = json.loads(zlib.decompress(raw[2:2 + size]))
+    bitstring = format(int.from_bytes(raw[2 + size:], "big"), "b")
+    pos = 1
+    for meta in snap.get("histograms", {}).values():
+        deltas, pos = _rice_decode(bitstring, pos, meta.pop("n"))
+        meta["counts"] = _undo_zigzag_deltas(deltas)
+    return snap

@@ -1,0 +1,236 @@
+"""Worker stats: what the hot loop records, and the snapshot algebra the coordinator relies on."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mothership.api.loadtest import Summary
+from mothership.api.vocabulary import METRICS, STATS_BY_KIND, ErrorClass, Stat
+from mothership.loadgen.histogram import LAYOUT, Histogram, LayoutMismatch
+from mothership.loadgen.stats import (
+    TERMINATION_MESSAGE_LIMIT,
+    Stats,
+    compact,
+    empty_snapshot,
+    expand,
+    merge_snapshots,
+    stat_value,
+    summarize,
+)
+
+SCENARIOS = ["browse", "chat"]
+
+
+def busy_stats(seed: int, n: int = 200) -> Stats:
+    rng = random.Random(seed)
+    s = Stats(SCENARIOS)
+    for k in range(n):
+        scenario = k % 2
+        status = rng.choice([200, 200, 200, 201, 302, 404, 503])
+        s.http(scenario, status, rng.lognormvariate(-4, 1), 80, 400)
+        if status >= 400:
+            s.error(scenario, ErrorClass.STATUS)
+    s.error(0, ErrorClass.TIMEOUT, 10.0)
+    s.error(1, ErrorClass.CONNECT, 0.0001)
+    s.virtual_users = 7
+    s.virtual_users = 5
+    for _ in range(3):
+        s.ws_session_started(1)
+        s.ws_connected(rng.uniform(0.001, 0.01))
+    for _ in range(20):
+        s.ws_sent(5)
+        s.ws_received(5, rng.uniform(0.0005, 0.002))
+    s.ws_closed(1, abnormal=True)
+    s.ws_closed(1, abnormal=False)
+    s.ws_handshake_failed(1, ErrorClass.STATUS)
+    s.dropped_iterations += seed % 3
+    return s
+
+
+def test_a_snapshot_is_json_ready_and_carries_the_layout() -> None:
+    snap = busy_stats(1).snapshot()
+    assert json.loads(json.dumps(snap)) == snap
+    assert snap["layout"] == LAYOUT
+    assert snap["scenarios"] == SCENARIOS
+    assert set(snap["histograms"]) == {"http_req_duration", "ws_connecting", "ws_msg_latency"}
+
+
+def test_http_requests_are_counted_by_scenario_and_status_class() -> None:
+    s = Stats(SCENARIOS)
+    s.http(0, 200, 0.01, 10, 20)
+    s.http(0, 204, 0.01, 10, 20)
+    s.http(1, 503, 0.02, 10, 20)
+    s.error(1, ErrorClass.STATUS)
+    s.error(1, ErrorClass.TIMEOUT, 5.0)
+    snap = s.snapshot()
+    assert snap["http_reqs"] == {"browse": {"2xx": 2}, "chat": {"5xx": 1, "none": 1}}
+    assert snap["errors"] == {"chat": {"timeout": 1, "status": 1}}
+    assert snap["counters"]["data_sent"] == 30 and snap["counters"]["data_received"] == 60
+    assert snap["histograms"]["http_req_duration"]["count"] == 4
+    assert snap["histograms"]["http_req_duration"]["max"] == 5.0
+
+
+def test_gauges_keep_their_peak() -> None:
+    snap = busy_stats(1).snapshot()
+    assert snap["gauges"]["virtual_users"] == {"current": 5, "peak": 7}
+    assert snap["gauges"]["ws_connections"] == {"current": 1, "peak": 3}
+
+
+def test_websocket_recorders_fill_the_vocabulary_counters() -> None:
+    counters = busy_stats(1).snapshot()["counters"]
+    assert counters["ws_sessions"] == 3
+    assert counters["ws_msgs_sent"] == counters["ws_msgs_received"] == 20
+    assert counters["ws_bytes_sent"] == 100
+    assert counters["ws_abnormal_closures"] == 1
+    assert counters["ws_handshake_failures"] == 1
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=6))
+def test_merging_snapshots_equals_recording_everything_in_one_stats(seeds: list[int]) -> None:
+    parts = [busy_stats(seed, n=30).snapshot() for seed in seeds]
+    merged = merge_snapshots(parts)
+    assert merged["layout"] == LAYOUT
+    total = sum(sum(row.values()) for p in parts for row in p["http_reqs"].values())
+    assert stat_value(merged, "http_reqs", Stat.COUNT, 1.0) == total
+    whole = Histogram()
+    for p in parts:
+        whole.merge(Histogram.from_wire(p["histograms"]["http_req_duration"]))
+    assert Histogram.from_wire(merged["histograms"]["http_req_duration"]) == whole
+    assert merged["counters"]["dropped_iterations"] == sum(p["counters"]["dropped_iterations"] for p in parts)
+
+
+@given(st.permutations([1, 2, 3, 4]))
+def test_merge_order_does_not_matter(order: list[int]) -> None:
+    snaps = {seed: busy_stats(seed, n=40).snapshot() for seed in (1, 2, 3, 4)}
+    reference = merge_snapshots(snaps[k] for k in (1, 2, 3, 4))
+    again = merge_snapshots(snaps[k] for k in order)
+    for name in reference["histograms"]:
+        assert Histogram.from_wire(again["histograms"][name]) == Histogram.from_wire(
+            reference["histograms"][name])
+    assert again["counters"] == reference["counters"]
+    assert again["errors"] == reference["errors"]
+
+
+def test_merging_a_merge_again_changes_nothing_beyond_adding() -> None:
+    a, b = busy_stats(1).snapshot(), busy_stats(2).snapshot()
+    nested = merge_snapshots([merge_snapshots([a]), merge_snapshots([b, empty_snapshot()])])
+    flat = merge_snapshots([a, b])
+    assert nested["http_reqs"] == flat["http_reqs"]
+    key = "http_req_duration"
+    assert nested["histograms"][key]["counts"] == flat["histograms"][key]["counts"]
+
+
+def test_a_snapshot_with_another_layout_is_refused() -> None:
+    other = busy_stats(1).snapshot()
+    other["layout"] = "loglin-v1:base=2:sub=128:lo=2^-20s:hi=2^8s"
+    with pytest.raises(LayoutMismatch):
+        merge_snapshots([busy_stats(2).snapshot(), other])
+
+
+def test_stat_value_is_defined_for_every_metric_and_applicable_stat() -> None:
+    snap = busy_stats(3).snapshot()
+    for metric in METRICS:
+        for stat in STATS_BY_KIND[metric.kind]:
+            value = stat_value(snap, metric.name, stat, 10.0)
+            assert value is None or value >= 0, (metric.name, stat)
+
+
+def test_stat_value_speaks_base_units() -> None:
+    s = Stats(["a"])
+    for ms in range(1, 101):
+        s.http(0, 200, ms / 1000, 1, 1)
+    s.error(0, ErrorClass.CONNECT, 0.001)
+    snap = s.snapshot()
+    assert stat_value(snap, "http_reqs", Stat.COUNT, 10.0) == 101
+    assert stat_value(snap, "http_reqs", Stat.RATE, 10.0) == pytest.approx(10.1)
+    assert stat_value(snap, "errors", Stat.RATE, 10.0) == pytest.approx(1 / 101)
+    assert stat_value(snap, "http_req_duration", Stat.P50, 10.0) == pytest.approx(0.050, rel=0.01)
+    assert stat_value(snap, "http_req_duration", Stat.MAX, 10.0) == 0.1
+    assert stat_value(snap, "virtual_users", Stat.MAX, 10.0) == 0
+
+
+def test_stat_value_is_none_while_there_is_no_data() -> None:
+    snap = Stats(["a"]).snapshot()
+    assert stat_value(snap, "http_req_duration", Stat.P95, 1.0) is None
+    assert stat_value(snap, "errors", Stat.RATE, 1.0) is None
+    assert stat_value(snap, "http_reqs", Stat.RATE, 0.0) is None
+
+
+def test_stat_value_refuses_a_stat_that_does_not_apply() -> None:
+    with pytest.raises(ValueError):
+        stat_value(Stats(["a"]).snapshot(), "http_reqs", Stat.P95, 1.0)
+    with pytest.raises(ValueError):
+        stat_value(Stats(["a"]).snapshot(), "http_req_latency", Stat.P95, 1.0)
+
+
+def test_the_summary_has_exact_counts_and_millisecond_percentiles() -> None:
+    snap = merge_snapshots([busy_stats(1).snapshot(), busy_stats(2).snapshot()])
+    summary = summarize(snap, 2.0)
+    assert isinstance(summary, Summary)
+    assert summary.requests == 404
+    assert summary.rps == 202.0
+    assert summary.errors == sum(summary.errors_by_class.values())
+    assert set(summary.errors_by_class) <= {c.value for c in ErrorClass}
+    p = summary.http_req_duration
+    assert p.count == 404 and p.min is not None and p.max == 10000.0
+    assert p.min <= p.p50 <= p.p90 <= p.p95 <= p.p99 <= p.p999 <= p.max  # type: ignore[operator]
+    assert summary.websocket.sessions == 6 and summary.websocket.abnormal_closures == 2
+    assert summary.virtual_users == 14
+
+
+def heavy_snapshot() -> dict[str, object]:
+    """A long, busy run: a million requests and messages, latencies from 50 µs to a minute.
+
+    To stay fast it records 250k samples per histogram and then scales every
+    count by 4, which makes the counts noisier (harder to compress) than a
+    real million-sample run.
+    """
+    rng = random.Random(7)
+    s = Stats(["home", "search", "cart", "checkout", "chat"])
+    lognorm = rng.lognormvariate
+    for k in range(250_000):
+        s.http(k % 5, 200 if k % 97 else 503, lognorm(-3, 1.5), 180, 2400)
+        s.ws_received(64, lognorm(-6, 1.2))
+    for _ in range(20_000):
+        s.ws_session_started(4)
+        s.ws_connected(lognorm(-5, 0.8))
+        s.ws_sent(64)
+    for h in (s.http_req_duration, s.ws_msg_latency):
+        h.counts = [4 * c for c in h.counts]
+        h.count *= 4
+    for c in ErrorClass:
+        for scenario in range(5):
+            s.error(scenario, c, 10.0 if c is ErrorClass.TIMEOUT else None)
+    s.virtual_users = 2000
+    s.dropped_iterations = 12345
+    return s.snapshot()
+
+
+@pytest.fixture(scope="module")
+def heavy() -> dict[str, object]:
+    return heavy_snapshot()
+
+
+def test_a_heavy_snapshot_fits_in_a_termination_message(heavy: dict[str, object]) -> None:
+    text = compact(heavy)
+    assert text.isascii()
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    assert len(heavy["histograms"]["http_req_duration"]["counts"]) > 1000  # type: ignore[index]
+
+
+def test_compact_round_trips_exactly(heavy: dict[str, object]) -> None:
+    assert expand(compact(heavy)) == heavy
+    small = busy_stats(5).snapshot()
+    assert expand(compact(small)) == small
+    empty = Stats([]).snapshot()
+    assert expand(compact(empty)) == empty
+
+
+def test_expand_refuses_text_that_is_not_a_compact_snapshot() -> None:
+    with pytest.raises(ValueError):
+        expand('{"requests": 1}')
