@@ -203,8 +203,18 @@ class StrategyType(StrEnum):
     RECREATE = "Recreate"
 
 
+_STRATEGY_RULES = [
+    {"rule": "self.type == 'RollingUpdate' || (!has(self.maxSurge) && !has(self.maxUnavailable))",
+     "message": "maxSurge and maxUnavailable apply only to type RollingUpdate"},
+    {"rule": "!has(self.maxSurge) || !has(self.maxUnavailable) || self.maxSurge + self.maxUnavailable > 0",
+     "message": "maxSurge and maxUnavailable must not both be 0"},
+]
+
+
 class Strategy(Model):
     """How a spec change rolls out."""
+
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _STRATEGY_RULES}}
 
     type: StrategyType = StrategyType.ROLLING_UPDATE
     """RollingUpdate replaces replicas gradually; Recreate stops all before starting new ones."""
@@ -212,6 +222,16 @@ class Strategy(Model):
     """Extra replicas allowed during a rolling update."""
     max_unavailable: int | None = Field(default=None, ge=0, le=1000)
     """Replicas that may be unavailable during a rolling update."""
+
+    @model_validator(mode="after")
+    def _rolling(self) -> Strategy:
+        # The Deployment API refuses both combinations; say so at apply, not at reconcile.
+        bounds = (self.max_surge, self.max_unavailable)
+        if self.type is not StrategyType.ROLLING_UPDATE and bounds != (None, None):
+            raise ValueError(_STRATEGY_RULES[0]["message"])
+        if bounds == (0, 0):
+            raise ValueError(_STRATEGY_RULES[1]["message"])
+        return self
 
 
 class SecurityContext(Model):
