@@ -7,7 +7,9 @@ predicate on the loop clock (``wait_until``) and fails with a clear message at i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,3 +60,83 @@ async def demo_target() -> AsyncIterator[RunningDemoTarget]:
 
     async with serve("127.0.0.1", 0) as (url, target):
         yield RunningDemoTarget(url, target)
+
+
+# --- in-process workers with a scripted engine -------------------------------------------
+
+LOADTEST_DOC: dict[str, Any] = {
+    "apiVersion": "mothership.dev/v1alpha1",
+    "kind": "LoadTest",
+    "metadata": {"name": "t"},
+    "spec": {
+        "target": {"url": "http://127.0.0.1:9"},
+        "virtualUsers": 2,
+        "duration": "1s",
+        "gracefulStop": "1s",
+        "scenarios": [{"name": "browse", "requests": [{"path": "/"}]}],
+    },
+}
+
+
+def scripted_engine(requests: int = 10, seconds: float = 0.2, latency: float = 0.01,
+                    fail: Exception | None = None) -> Any:
+    """A stand-in for ``engine.run`` that records ``requests`` 200s over ``seconds``, or until stopped.
+
+    It drives the real Stats, so everything downstream (snapshot, merge,
+    thresholds, exposition) is the production path. ``.calls`` holds the wall
+    time of each start; ``fail`` is raised after the requests.
+    """
+    calls: list[float] = []
+
+    async def run(spec: Any, share: Any, stats: Any, *, base_url: str, stop: asyncio.Event) -> None:
+        calls.append(time.time())
+        for _ in range(requests):
+            if stop.is_set():
+                break
+            stats.http(0, 200, latency, 100, 200)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds / requests)
+        if fail is not None:
+            raise fail
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+@dataclass
+class RunningWorker:
+    url: str
+    worker: Any
+    """The ``mothership.loadgen.worker.Worker``."""
+    lifetime: asyncio.Task[int]
+    """Ends with the worker's exit code."""
+
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+async def serve_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
+    """Factory: ``await serve_worker(engine_run=..., index=0, count=1, **Worker kwargs)`` on a free port."""
+    from mothership.api.loadtest import load_spec
+    from mothership.loadgen.worker import Worker, serve
+
+    tasks: list[asyncio.Task[int]] = []
+
+    async def start(spec: Any = None, index: int = 0, count: int = 1, **kwargs: Any) -> RunningWorker:
+        kwargs.setdefault("linger", 5.0)
+        kwargs.setdefault("engine_run", scripted_engine())
+        worker = Worker(spec or load_spec(LOADTEST_DOC), index, count, token=TOKEN,
+                        base_url="http://127.0.0.1:9", **kwargs)
+        announced: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(worker, "127.0.0.1", 0, announced.set_result, handle_signals=False))
+        tasks.append(task)
+        url = await asyncio.wait_for(asyncio.shield(announced), timeout=3)
+        return RunningWorker(url, worker, task)
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

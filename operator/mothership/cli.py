@@ -74,6 +74,80 @@ def operator(
     ))
 
 
+@app.command()
+def worker(
+    plan: Annotated[Path, typer.Option(help="The LoadTest YAML or JSON: a whole document or a bare spec.")],
+    token_file: Annotated[Path, typer.Option(help="File holding the control token (Bearer).")],
+    index: Annotated[
+        int | None,
+        typer.Option(min=0, envvar="JOB_COMPLETION_INDEX", help="This worker's index, 0-based."),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(min=1, help="Workers in the test; default: the spec's worker count.")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT for control and metrics; port 0 picks one.")] = (
+        "0.0.0.0:8080"
+    ),
+    summary_file: Annotated[
+        Path | None,
+        typer.Option(help="Where the final summary goes; default /dev/termination-log if writable."),
+    ] = None,
+    loadtest: Annotated[
+        str | None, typer.Option(help="LoadTest name for metric labels; default: metadata.name or local.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Base URL to load, overriding spec.target (the operator resolves it).")
+    ] = None,
+    linger: Annotated[
+        float, typer.Option(min=0, help="Seconds to keep serving /snapshot after the run, unless stopped.")
+    ] = 60.0,
+    ready_timeout: Annotated[
+        float, typer.Option(min=0, help="Exit with code 3 if not started within this many seconds.")
+    ] = 600.0,
+) -> None:
+    """Run one worker of a load test: wait for POST /start, run its share, report, linger, exit."""
+    import logging
+    import sys
+
+    from mothership.loadgen import worker as w
+
+    def usage(message: object) -> typer.Exit:
+        typer.echo(f"mothership worker: {message}", err=True)
+        return typer.Exit(w.EXIT_USAGE)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        spec, name = w.read_plan(plan)
+        token = w.read_token(token_file)
+        host, port = w.parse_listen(listen)
+    except (w.PlanError, ValueError, OSError) as exc:
+        raise usage(exc) from None
+    count = count or spec.worker_count()
+    index = 0 if index is None and count == 1 else index
+    if index is None or index >= count:
+        raise usage(f"--index (or JOB_COMPLETION_INDEX) must be in 0..{count - 1}")
+    base_url = target or spec.target.url
+    if base_url is None:
+        raise usage("spec.target.app needs --target URL (the operator resolves it)")
+
+    async def main() -> int:
+        worker = w.Worker(
+            spec, index, count, token=token, base_url=base_url, loadtest=loadtest or name or "local",
+            summary_file=summary_file or w.default_summary_file(), linger=linger,
+            ready_timeout=ready_timeout,
+        )
+
+        def announce(url: str) -> None:
+            print(f"worker {index}/{count} listening on {url}", flush=True)
+
+        return await w.serve(worker, host, port, announce)
+
+    import uvloop
+
+    raise typer.Exit(uvloop.run(main()))
+
+
 @app.command("demo-target")
 def demo_target(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
