@@ -1,0 +1,294 @@
+"""Tenant handlers: kopf triggers around one :func:`reconcile`; the I/O and nothing else.
+
+What a Tenant becomes is ``tenants.builders`` (pure): a Namespace, a
+ResourceQuota, a LimitRange, a NetworkPolicy and a RoleBinding, all owned by
+the (cluster-scoped) Tenant. Its status is ``tenants.status.compute`` (pure).
+Here we only apply and report:
+
+- create, update, resume and a slow timer (drift repair for a handful of
+  objects per tenant) call :func:`reconcile`: Namespace first (everything else
+  lives in it), then the rest concurrently with server-side apply.
+- ``spec.deletionPolicy`` on delete (kopf holds our finalizer until we return):
+  ``Delete`` deletes the namespace and with it everything inside; ``Retain``
+  first strips the Tenant's ownerReference from every child, so the garbage
+  collector has nothing to collect and the tenant's apps keep running.
+
+A Tenant may not claim a system namespace or the operator's own; that is
+refused as InvalidSpec, since ``Delete`` would otherwise take it with it.
+Status is written by us under a per-Tenant lock (as for Apps: the timer and
+the change handler must not overwrite each other's newer status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from mothership import errors, metrics
+from mothership.api.common import Condition, ConditionStatus, Manifest, Owner
+from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
+from mothership.kube import KINDS, ApiError, Kube, kind_of, merge_patch
+from mothership.tenants import builders, status
+
+logger = logging.getLogger(__name__)
+
+TENANTS = ("mothership.dev", "v1alpha1", "tenants")
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+"""Namespaces a Tenant may never claim (the operator's own is added at run time)."""
+
+
+@dataclass
+class Runtime:
+    """Per-process memory of the Tenant controller (in kopf's ``memo.tenants``)."""
+
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    written: dict[str, Manifest] = field(default_factory=dict)
+    """The last status we wrote per Tenant: the base of the next merge patch, and the dedup."""
+    known: set[str] = field(default_factory=set)
+    built: dict[str, set[str]] = field(default_factory=dict)
+    """Per Tenant, the kinds the last reconcile applied: an optional kind that drops out is deleted."""
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(name, asyncio.Lock())
+
+
+def runtime(memo: Any) -> Runtime:
+    rt = memo.get("tenants")
+    if rt is None:
+        rt = memo["tenants"] = Runtime()
+    return rt  # type: ignore[no-any-return]
+
+
+@kopf.on.startup()
+async def _configure(memo: kopf.Memo, **_: Any) -> None:
+    memo["tenants"] = Runtime()
+
+
+@kopf.on.resume(*TENANTS)
+@kopf.on.create(*TENANTS)
+@kopf.on.update(*TENANTS)
+async def tenant_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Create, spec change, operator restart: converge the children and write the status."""
+    await _run(dict(body), memo, logger, raise_errors=True)
+
+
+@kopf.timer(*TENANTS, interval=30, initial_delay=30, idle=10)
+async def tenant_drift(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Put back a tenant's children edited or deleted by hand (they are few; a timer is enough)."""
+    await _run(dict(body), memo, logger, raise_errors=False)
+
+
+@kopf.on.event(*TENANTS)
+async def tenant_event(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Count Tenants for ``mothership_managed_objects`` and forget a deleted one."""
+    rt = runtime(memo)
+    if event["type"] == "DELETED":
+        rt.known.discard(name)
+        rt.locks.pop(name, None)
+        rt.written.pop(name, None)
+        rt.built.pop(name, None)
+    else:
+        rt.known.add(name)
+    metrics.MANAGED_OBJECTS.labels("Tenant").set(len(rt.known))
+
+
+@kopf.on.delete(*TENANTS)
+async def tenant_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Apply ``deletionPolicy`` before kopf releases the finalizer."""
+    kube: Kube = memo.kube
+    raw = dict(body)
+    namespace = (raw.get("spec") or {}).get("namespace") or body.metadata.name
+    policy = (raw.get("spec") or {}).get("deletionPolicy") or DeletionPolicy.RETAIN.value
+    with metrics.reconciling("tenant"):
+        try:
+            if policy == DeletionPolicy.DELETE.value:
+                if namespace in _protected(memo):
+                    logger.warning("not deleting protected namespace %s", namespace)
+                    return
+                if await kube.delete(KINDS["Namespace"], namespace):
+                    logger.info(f"deletionPolicy Delete: deleting namespace {namespace} and its contents")
+            else:
+                released = await orphan_children(kube, raw, memo.config.operator_namespace)
+                logger.info(f"deletionPolicy Retain: namespace {namespace} kept; "
+                            f"released {released} objects from the Tenant")
+        except ApiError as exc:
+            raise errors.classify(exc) from exc
+
+
+# --- The reconcile ---------------------------------------------------------------------------
+
+
+async def _run(body: Manifest, memo: kopf.Memo, log: Any, *, raise_errors: bool) -> None:
+    rt = runtime(memo)
+    name = body["metadata"]["name"]
+    if body["metadata"].get("deletionTimestamp"):
+        return
+    with metrics.reconciling("tenant"):
+        async with rt.lock(name):
+            new, error = await reconcile(body, memo.kube, memo.config.operator_namespace,
+                                         _previous(rt, body), _protected(memo), rt.built)
+            await _write(memo.kube, rt, body, new)
+        if error is not None:
+            if raise_errors:
+                raise error
+            log.warning(f"drift repair failed: {error}")
+
+
+async def reconcile(
+    body: Manifest,
+    kube: Kube,
+    operator_namespace: str,
+    previous: list[Condition],
+    protected: frozenset[str] = PROTECTED_NAMESPACES,
+    built: dict[str, set[str]] | None = None,
+) -> tuple[Manifest, Exception | None]:
+    """Apply the Tenant's children, delete optional ones no longer built; returns (status, error or None).
+
+    ``built`` remembers per Tenant what the last reconcile applied, so an optional
+    child is deleted once when the spec stops asking for it (and on the first
+    reconcile in this process), not probed on every timer tick.
+    """
+    meta = body["metadata"]
+    generation = meta.get("generation") or 0
+    try:
+        tenant = Tenant.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")
+                                        if k in body})
+    except ValidationError as exc:
+        message = "invalid spec: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return await _refuse(kube, body, generation, message, previous)
+    namespace = tenant.spec.namespace or meta["name"]
+    if namespace in protected:
+        return await _refuse(kube, body, generation,
+                             f"spec.namespace: {namespace} is a system or operator namespace; "
+                             f"a Tenant may not claim it", previous)
+
+    children = builders.build_children(tenant, Owner.of(body), operator_namespace)
+    applied: dict[str, str | None] = {}
+    observed: dict[str, Manifest] = {}
+    failure: ApiError | None = None
+    # The Namespace first: everything else lives in it, and would 404 without it.
+    first = [m for m in children if not kind_of(m).namespaced]
+    rest = [m for m in children if kind_of(m).namespaced]
+    for group in (first, rest):
+        if failure is not None:
+            reason = errors.classify(failure).args[0]
+            applied.update({m["kind"]: f"not applied: {reason}" for m in group})
+            continue
+        results = await asyncio.gather(*(kube.apply(m) for m in group), return_exceptions=True)
+        for manifest, result in zip(group, results, strict=True):
+            if isinstance(result, ApiError):
+                applied[manifest["kind"]] = errors.classify(result).args[0]
+                failure = failure or result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                applied[manifest["kind"]] = None
+                observed[manifest["kind"]] = result
+    if failure is None:
+        await _prune(kube, tenant, {m["kind"] for m in children}, built)
+    new = status.compute(tenant, generation, applied, observed.get("ResourceQuota"), _now(), previous)
+    wire = new.wire()
+    return wire, (errors.classify(failure) if failure else None)
+
+
+async def _prune(kube: Kube, tenant: Tenant, kinds: set[str], built: dict[str, set[str]] | None) -> None:
+    name = builders.tenant_name(tenant)
+    before = None if built is None else built.get(name)
+    doomed = [kind for _v, kind, _p in builders.OPTIONAL_CHILDREN
+              if kind not in kinds and (before is None or kind in before)]
+    await asyncio.gather(*(kube.delete(KINDS[kind], builders.CHILD_NAME, builders.namespace_name(tenant))
+                           for kind in doomed))
+    if built is not None:
+        built[name] = kinds
+
+
+async def orphan_children(kube: Kube, body: Manifest, operator_namespace: str) -> int:
+    """Remove the Tenant's ownerReference from each child (Retain), so GC leaves them alone.
+
+    A merge patch of ``ownerReferences`` with the resourceVersion we read: if
+    someone changed the object meanwhile, the 409 retries the delete handler.
+    """
+    uid = body["metadata"]["uid"]
+    try:
+        tenant = Tenant.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")
+                                        if k in body})
+        targets = [(kind_of(m), m["metadata"]["name"], m["metadata"].get("namespace"))
+                   for m in builders.build_children(tenant, Owner.of(body), operator_namespace)]
+    except ValidationError:
+        ns = (body.get("spec") or {}).get("namespace") or body["metadata"]["name"]
+        targets = [(KINDS["Namespace"], ns, None)]
+    released = 0
+    for kind, name, namespace in targets:
+        obj = await kube.get(kind, name, namespace)
+        if obj is None:
+            continue
+        refs = obj["metadata"].get("ownerReferences") or []
+        kept = [r for r in refs if r.get("uid") != uid]
+        if len(kept) == len(refs):
+            continue
+        await kube.patch(kind, name, namespace, {"metadata": {
+            "ownerReferences": kept or None, "resourceVersion": obj["metadata"]["resourceVersion"]}})
+        released += 1
+    return released
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+async def _refuse(
+    kube: Kube, body: Manifest, generation: int, message: str, previous: list[Condition]
+) -> tuple[Manifest, Exception]:
+    """Record an InvalidSpec (Ready=False) and an Event; touch nothing; kopf will not retry."""
+    await kube.post_event(body, reason="InvalidSpec", message=message, type="Warning")
+    now = _now()
+    since = next((c.last_transition_time for c in previous
+                  if c.type == "Ready" and c.status == ConditionStatus.FALSE and c.reason == "InvalidSpec"),
+                 now)
+    ready = Condition(type="Ready", status=ConditionStatus.FALSE, reason="InvalidSpec", message=message,
+                      observed_generation=generation, last_transition_time=since)
+    others = [c for c in previous if c.type != "Ready"]
+    st = TenantStatus(observed_generation=generation, conditions=[ready, *others])
+    return st.wire(), kopf.PermanentError(message)
+
+
+async def _write(kube: Kube, rt: Runtime, body: Manifest, new: Manifest) -> None:
+    name = body["metadata"]["name"]
+    old = rt.written.get(name)
+    if old is None:
+        old = body.get("status") or {}
+    if new == old:
+        return
+    try:
+        await kube.patch_status(KINDS["Tenant"], name, None, merge_patch(old, new))
+    except ApiError as exc:
+        if exc.status == 404:
+            return
+        raise errors.classify(exc) from exc
+    rt.written[name] = new
+
+
+def _previous(rt: Runtime, body: Mapping[str, Any]) -> list[Condition]:
+    recorded = rt.written.get(body["metadata"]["name"]) or body.get("status") or {}
+    out = []
+    for raw in recorded.get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return out
+
+
+def _protected(memo: Any) -> frozenset[str]:
+    return PROTECTED_NAMESPACES | {memo.config.operator_namespace}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
