@@ -1,0 +1,366 @@
+"""The HTTP/1.1 client of one virtual user: keep-alive, pre-encoded, callback-driven.
+
+Why it is written this way: the engine's whole cost per request must stay
+within 20 % of wrk (bench/http_rps.py). So each HttpRequest is encoded to
+bytes once (``prepare``), each virtual user keeps one connection open across
+requests and iterations, responses are parsed by httptools (llhttp, C), and an
+iteration advances in protocol callbacks rather than by awaiting a future per
+request. A request's timeout shares one lazily re-armed timer per connection,
+not a timer per request.
+
+Errors are sorted into ``api.vocabulary.ErrorClass``::
+
+    refused / unreachable / TLS failure before sending ... connect
+    no complete response within the request's timeout .... timeout
+    reset or EOF before the response was complete ......... closed
+    malformed response (llhttp refused it) ................ protocol
+    a status not in the request's expectStatus ............ status
+
+A request that finds its reused keep-alive connection closed by the server
+before any response byte is retried once on a new connection, like browsers
+and curl do, because the server may close idle connections at any time.
+
+Durations come from the engine's clock (``now``): time.monotonic under uvloop,
+whose loop.time() is only millisecond-precise, else loop.time() so looptime
+can drive tests. This module knows nothing of load models, Stats merging, the
+coordinator or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+from ..api.common import parse_duration
+from ..api.loadtest import HttpRequest
+from ..api.vocabulary import ErrorClass
+from .stats import Stats
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic clock shared by scheduling and measurement."""
+
+USER_AGENT = "mothership-loadgen/0.1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go, parsed once from the spec's target URL."""
+
+    scheme: str
+    """http or https (ws/wss map to these)."""
+    host: str
+    port: int
+    base_path: str
+    """Path prefix of the target URL without a trailing slash ('' for none)."""
+    ssl: ssl.SSLContext | None
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_target(url: str, ssl_context: ssl.SSLContext | None = None) -> Target:
+    """A Target from ``http[s]://host[:port][/prefix]`` (ws/wss are accepted as http/https).
+
+    ``ssl_context`` overrides the default verifying context for https (tests
+    pass one trusting their self-signed certificate).
+    """
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    context = None
+    if scheme == "https":
+        context = ssl_context or ssl.create_default_context()
+    return Target(scheme, parts.hostname, port, parts.path.rstrip("/"), context)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """An HttpRequest encoded once: the bytes on the wire and what to check in the reply."""
+
+    data: bytes
+    expect: frozenset[int]
+    timeout: float
+    """Seconds from sending until the response must be complete."""
+    think_time: float
+    """Seconds to pause after this request before the next one."""
+    head: bool
+    """A HEAD request: the response has headers only."""
+    name: str
+
+
+def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
+    """Encode ``request`` for ``target``: request line, Host, headers, Content-Length, body."""
+    path = target.base_path + request.path
+    headers = {"Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
+    headers.update(request.headers)
+    body = (request.body or "").encode()
+    if body or request.method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = str(len(body))
+    head = f"{request.method} {path} HTTP/1.1\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    data = (head + "\r\n").encode("latin-1") + body
+    return PreparedRequest(
+        data=data,
+        expect=frozenset(request.expect_status),
+        timeout=parse_duration(request.timeout),
+        think_time=parse_duration(request.think_time) if request.think_time else 0.0,
+        head=request.method == "HEAD",
+        name=request.name or f"{request.method} {request.path}",
+    )
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection; forwards to its HttpClient, which ignores stale connections."""
+
+    __slots__ = ("client", "parser", "transport")
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(client)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.client._data(self, data)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._lost(self)
+
+
+class HttpClient:
+    """One virtual user's HTTP side: runs its scenario's requests in order on one keep-alive connection.
+
+    ``iterate(scheduled, on_done)`` runs the requests once and calls
+    ``on_done()``; the first request's latency counts from ``scheduled`` (the
+    open model's arrival time), later ones from when they were due. ``close()``
+    abandons any request in flight, unrecorded (the engine calls it after
+    gracefulStop).
+    """
+
+    def __init__(self, target: Target, requests: list[PreparedRequest], scenario_index: int,
+                 stats: Stats, now: Clock, loop: asyncio.AbstractEventLoop) -> None:
+        if not requests:
+            raise ValueError("an HttpClient needs at least one request")
+        self._target = target
+        self._requests = requests
+        self._si = scenario_index
+        self._stats = stats
+        self._now = now
+        self._loop = loop
+        self._conn: _Connection | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_done: Callable[[], None] | None = None
+        self._i = 0
+        self._req = requests[0]
+        self._sent_at = 0.0
+        self._deadline = 0.0
+        self._inflight = False
+        self._complete = False
+        self._keep_alive = True
+        self._rx = 0
+        self._on_conn = 0  # responses completed on the current connection
+        self._retried = False
+        self._closed = False
+        self.connections_opened = 0
+        """Connections this client opened (keep-alive reuse keeps it low)."""
+
+    # --- driving ------------------------------------------------------------
+
+    def iterate(self, scheduled: float, on_done: Callable[[], None]) -> None:
+        """Run the requests once, the first due at ``scheduled``; then call ``on_done()``."""
+        self._on_done = on_done
+        self._i = 0
+        self._start(scheduled)
+
+    def close(self) -> None:
+        """Stop: abort the connection and any request in flight without recording it."""
+        self._closed = True
+        self._inflight = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            self._connect_task = None
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
+
+    def _start(self, scheduled: float) -> None:
+        if self._closed:
+            return
+        req = self._req = self._requests[self._i]
+        self._sent_at = scheduled
+        self._retried = False
+        self._deadline = self._now() + req.timeout
+        self._inflight = True
+        self._arm_timer()
+        if self._conn is None:
+            self._connect()
+        else:
+            self._send()
+
+    def _send(self) -> None:
+        self._rx = 0
+        self._complete = False
+        conn = self._conn
+        assert conn is not None and conn.transport is not None
+        conn.transport.write(self._req.data)
+
+    def _connect(self) -> None:
+        self._connect_task = self._loop.create_task(self._open())
+
+    async def _open(self) -> None:
+        target = self._target
+        try:
+            _, conn = await self._loop.create_connection(
+                lambda: _Connection(self), target.host, target.port, ssl=target.ssl,
+                server_hostname=target.host if target.ssl else None)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ssl.SSLError, ssl.CertificateError):
+            self._connect_task = None
+            if self._inflight:
+                self._fail(ErrorClass.CONNECT)
+            return
+        self._connect_task = None
+        if self._closed or not self._inflight:
+            if conn.transport is not None:
+                conn.transport.close()
+            return
+        self._conn = conn
+        self._on_conn = 0
+        self.connections_opened += 1
+        self._send()
+
+    # --- timeout: one timer per connection, re-armed lazily ----------------
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(max(self._deadline - self._now(), 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._inflight or self._closed:
+            return
+        left = self._deadline - self._now()
+        if left > 0.0005:
+            self._timer = self._loop.call_later(left, self._on_timer)
+            return
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            self._connect_task = None
+        self._fail(ErrorClass.TIMEOUT)
+
+    # --- connection callbacks -----------------------------------------------
+
+    def _data(self, conn: _Connection, data: bytes) -> None:
+        if conn is not self._conn:
+            return
+        self._rx += len(data)
+        try:
+            conn.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._complete = True
+        except httptools.HttpParserError:
+            if self._inflight:
+                self._fail(ErrorClass.PROTOCOL)
+            return
+        if self._complete and self._inflight:
+            self._finish(conn)
+
+    def on_headers_complete(self) -> None:
+        """httptools callback: a HEAD response ends with its headers."""
+        if self._req.head:
+            self._complete = True
+            conn = self._conn
+            if conn is not None:
+                self._keep_alive = conn.parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        """httptools callback: the response is complete (handled after feed_data returns).
+
+        Keep-alive must be read here: llhttp resets its flags once the callback returns.
+        """
+        self._complete = True
+        conn = self._conn
+        if conn is not None:
+            self._keep_alive = conn.parser.should_keep_alive()
+
+    def _lost(self, conn: _Connection) -> None:
+        if conn is not self._conn:
+            return
+        self._conn = None
+        if not self._inflight or self._closed:
+            return
+        if self._rx == 0 and self._on_conn > 0 and not self._retried:
+            self._retried = True  # the server closed an idle keep-alive connection: retry once
+            self._connect()
+            return
+        self._fail(ErrorClass.CLOSED)
+
+    # --- outcomes -----------------------------------------------------------
+
+    def _finish(self, conn: _Connection) -> None:
+        self._complete = False
+        self._inflight = False
+        req = self._req
+        status = conn.parser.get_status_code()
+        keep = self._keep_alive and not req.head
+        self._stats.http(self._si, status if 100 <= status < 600 else 0, self._now() - self._sent_at,
+                         len(req.data), self._rx)
+        if status not in req.expect:
+            self._stats.error(self._si, ErrorClass.STATUS)
+        self._on_conn += 1
+        if req.head:
+            conn.parser = httptools.HttpResponseParser(self)
+        if not keep:
+            self._conn = None
+            if conn.transport is not None:
+                conn.transport.close()
+        self._advance()
+
+    def _fail(self, error_class: ErrorClass) -> None:
+        self._inflight = False
+        self._stats.error(self._si, error_class, self._now() - self._sent_at)
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
+        self._advance()
+
+    def _advance(self) -> None:
+        if self._closed:
+            return
+        think = self._req.think_time
+        self._i += 1
+        if think > 0:
+            due = self._now() + think
+            self._loop.call_later(think, self._continue, due)
+        else:
+            self._continue(self._now())
+
+    def _continue(self, scheduled: float) -> None:
+        if self._closed:
+            return
+        if self._i < len(self._requests):
+            self._start(scheduled)
+        else:
+            done = self._on_done
+            if done is not None:
+                done()
