@@ -105,9 +105,11 @@ async def test_stop_ends_a_running_engine_and_a_second_stop_releases_the_worker(
     assert await until(lambda: w.lifetime.done() and w.lifetime.result() == EXIT_OK, timeout=2)
 
 
-async def test_stop_before_start_cancels_the_schedule(serve_worker, until) -> None:
+async def test_stop_before_start_cancels_the_schedule_and_exits_without_lingering(
+    serve_worker, until
+) -> None:
     engine = scripted_engine()
-    w = await serve_worker(engine_run=engine, linger=0.05)
+    w = await serve_worker(engine_run=engine, linger=60)
     await call(w, "POST", f"/start?at={time.time() + 5!r}")
     await call(w, "POST", "/stop")
     assert w.worker.state == "stopped"

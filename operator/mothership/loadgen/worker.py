@@ -31,6 +31,7 @@ summary file, which in a pod is ``/dev/termination-log``, the container's
 termination message: results survive the worker and an operator restart. It
 then lingers, serving ``/snapshot`` for a final read, until a ``POST /stop``
 releases it or ``linger`` seconds pass, and exits 0 (1 if the engine failed).
+A worker stopped before it ever ran has nothing to read back and exits at once.
 A worker never started exits 3 after ``ready_timeout`` seconds, so a forgotten
 Job does not hold its pods forever.
 
@@ -265,9 +266,11 @@ class Worker:
             return
         self.stop_event.set()
         if self.state in (WorkerState.READY, WorkerState.SCHEDULED):
+            # Never ran: there is nothing to read back, so no reason to linger either.
             if self._task is not None:
                 self._task.cancel()
             self._finish(WorkerState.STOPPED)
+            self._released.set()
 
     async def _run(self, at: float) -> None:
         loop = asyncio.get_running_loop()
