@@ -89,8 +89,8 @@ class Controllers:
             if key == CRD_STORAGE_KEY:
                 self.enqueue("crd", meta["name"])
         for ref in owner_refs(obj):
-            owner = self.store.by_uid(str(ref.get("uid")))
-            if owner is None or is_deleting(owner[1]):
+            owner = self._owner(obj, ref)
+            if owner is None or is_deleting(owner):
                 self.enqueue("dependent", uid)
         if old is not None:
             current = {r.get("uid") for r in owner_refs(obj)}

@@ -668,6 +668,10 @@ class Registry:
 
     def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         """Defaulting and the type-specific strategies of the real registry."""
+        meta = obj["metadata"]
+        for field in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if field in meta and not meta[field]:  # omitempty in ObjectMeta
+                del meta[field]
         if rt.schema is not None:
             obj = schema.prepare(obj, rt.schema)
         prepare = _STRATEGIES.get(rt.storage_key)
