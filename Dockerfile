@@ -19,7 +19,7 @@
 #   linux/amd64, then `du -sh` of the venv = 228 MB, of which pip+setuptools
 #   (removed below) are 26 MB, leaving ~200 MB (~85 MB of it is .pyc; the
 #   `kubernetes` client alone is 126 MB). The python:3.11-slim-bookworm base is
-#   ~130 MB uncompressed. Image ~330 MB uncompressed, ~110 MB compressed.
+#   ~130 MB uncompressed. Image ~330 MB uncompressed (registry layers compress to roughly a third).
 #   See docs/kubernetes.md "Image size" to redo the estimate.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
