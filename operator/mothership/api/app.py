@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -203,11 +203,13 @@ class StrategyType(StrEnum):
     RECREATE = "Recreate"
 
 
-_STRATEGY_RULES = [
+_ROLLING_ONLY = "maxSurge and maxUnavailable apply only to type RollingUpdate"
+_NOT_BOTH_ZERO = "maxSurge and maxUnavailable must not both be 0"
+_STRATEGY_RULES: list[JsonValue] = [
     {"rule": "self.type == 'RollingUpdate' || (!has(self.maxSurge) && !has(self.maxUnavailable))",
-     "message": "maxSurge and maxUnavailable apply only to type RollingUpdate"},
+     "message": _ROLLING_ONLY},
     {"rule": "!has(self.maxSurge) || !has(self.maxUnavailable) || self.maxSurge + self.maxUnavailable > 0",
-     "message": "maxSurge and maxUnavailable must not both be 0"},
+     "message": _NOT_BOTH_ZERO},
 ]
 
 
@@ -228,9 +230,9 @@ class Strategy(Model):
         # The Deployment API refuses both combinations; say so at apply, not at reconcile.
         bounds = (self.max_surge, self.max_unavailable)
         if self.type is not StrategyType.ROLLING_UPDATE and bounds != (None, None):
-            raise ValueError(_STRATEGY_RULES[0]["message"])
+            raise ValueError(_ROLLING_ONLY)
         if bounds == (0, 0):
-            raise ValueError(_STRATEGY_RULES[1]["message"])
+            raise ValueError(_NOT_BOTH_ZERO)
         return self
 
 
@@ -247,7 +249,7 @@ class SecurityContext(Model):
     """Mount the container's root filesystem read-only."""
 
 
-_APP_RULES = [
+_APP_RULES: list[JsonValue] = [
     {"rule": "!(has(self.replicas) && has(self.autoscale))",
      "message": "set replicas or autoscale, not both"},
 ]
