@@ -107,7 +107,7 @@ def runtime(memo: Any) -> Runtime:
 
 
 @kopf.on.startup()
-async def _configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def apps_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Watch only our children (server-side label selector), and set up the controller's memory."""
     for selector in CHILDREN.values():
         settings.watching.label_selectors[selector] = SELECTOR

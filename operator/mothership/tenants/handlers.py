@@ -67,7 +67,7 @@ def runtime(memo: Any) -> Runtime:
 
 
 @kopf.on.startup()
-async def _configure(memo: kopf.Memo, **_: Any) -> None:
+async def tenants_startup(memo: kopf.Memo, **_: Any) -> None:
     memo["tenants"] = Runtime()
 
 

@@ -1,0 +1,129 @@
+"""Tenants end to end: the namespace and its guard rails, status, and deletionPolicy Retain vs Delete."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mothership.kube import KINDS, Kube
+from tests.operator.conftest import OPERATOR_NAMESPACE, Cluster, app, tenant
+
+Until = Callable[..., Awaitable[Any]]
+GUARD_RAILS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding")
+_n = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_n)}"
+
+
+async def create(api: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
+    return await api.request("create", KINDS[manifest["kind"]],
+                             namespace=manifest["metadata"].get("namespace"), body=manifest)
+
+
+async def ready(api: Kube, name: str) -> dict[str, Any] | None:
+    obj = await api.get("Tenant", name) or {}
+    st = obj.get("status") or {}
+    cond = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
+    return st if cond.get("status") == "True" else None
+
+
+async def test_a_tenant_gets_a_restricted_namespace_and_its_guard_rails(api: Kube, until: Until) -> None:
+    name = unique("acme")
+    created = await create(api, tenant(name, owners=[{"name": "alice@example.com"}],
+                                       quota={"cpu": "4", "pods": 20}, deletionPolicy="Delete"))
+    st = await until(lambda: ready(api, name), timeout=5, what="Ready=True")
+    assert st["namespace"] == name
+    assert st["observedGeneration"] == 1
+    types = {c["type"]: c["status"] for c in st["conditions"]}
+    assert types == {"Ready": "True", "NamespaceReady": "True", "QuotaReady": "True", "LimitsReady": "True",
+                     "IsolationReady": "True", "AccessReady": "True"}
+
+    ns = await api.get("Namespace", name)
+    assert ns is not None
+    labels = ns["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["app.kubernetes.io/managed-by"] == "mothership"
+    # Delete policy: everything is owned by the Tenant, so the garbage collector can remove it.
+    assert ns["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    for kind in GUARD_RAILS:
+        child = await api.get(kind, "mothership", name)
+        assert child is not None, kind
+        assert child["metadata"]["ownerReferences"][0]["kind"] == "Tenant"
+    quota = await api.get("ResourceQuota", "mothership", name)
+    assert quota is not None and quota["spec"]["hard"]["pods"] == "20"  # a quantity, as the server stores it
+    binding = await api.get("RoleBinding", "mothership", name)
+    assert binding is not None
+    assert binding["roleRef"]["name"] == "edit"
+    assert binding["subjects"][0]["name"] == "alice@example.com"
+    policy = await api.get("NetworkPolicy", "mothership", name)
+    assert policy is not None
+    assert OPERATOR_NAMESPACE in str(policy["spec"]["ingress"])
+
+
+async def test_deleting_a_retain_tenant_keeps_the_namespace_its_apps_and_guard_rails(
+        api: Kube, cluster: Cluster, until: Until) -> None:
+    name = unique("keep")
+    await create(api, tenant(name))  # Retain is the default
+    await until(lambda: ready(api, name), timeout=5, what="Ready=True")
+    await create(api, app("shop", name))
+    await until(lambda: api.get("Deployment", "shop", name), timeout=5, what="the App's Deployment")
+
+    await api.delete("Tenant", name)
+    await until(lambda: _gone(api.get("Tenant", name)), timeout=5, what="the Tenant gone")
+
+    await asyncio.to_thread(cluster.thread.call, cluster.emulator.settled())  # GC has caught up
+    assert await api.get("Namespace", name) is not None
+    assert await api.get("App", "shop", name) is not None
+    assert await api.get("Deployment", "shop", name) is not None
+    assert await api.get("LimitRange", "mothership", name) is not None
+    assert await api.get("NetworkPolicy", "mothership", name) is not None
+
+
+async def test_deleting_a_delete_tenant_deletes_its_namespace(api: Kube, until: Until) -> None:
+    name = unique("gone")
+    await create(api, tenant(name, deletionPolicy="Delete"))
+    await until(lambda: ready(api, name), timeout=5, what="Ready=True")
+    await create(api, app("shop", name))
+    await until(lambda: api.get("Deployment", "shop", name), timeout=5)
+
+    await api.delete("Tenant", name)
+
+    await until(lambda: _gone(api.get("Namespace", name)), timeout=10, what="the namespace deleted")
+    await until(lambda: _gone(api.get("Tenant", name)), timeout=5, what="the Tenant gone")
+
+
+async def test_dropping_the_owners_deletes_the_role_binding(api: Kube, until: Until) -> None:
+    name = unique("owners")
+    await create(api, tenant(name, owners=[{"name": "bob"}]))
+    await until(lambda: api.get("RoleBinding", "mothership", name), timeout=5, what="the RoleBinding")
+
+    await api.patch("Tenant", name, None, {"spec": {"owners": []}})
+
+    await until(lambda: _gone(api.get("RoleBinding", "mothership", name)), timeout=5,
+                what="the RoleBinding deleted")
+    st = await until(lambda: ready(api, name), timeout=5)
+    assert st["observedGeneration"] == 2
+
+
+async def test_a_tenant_may_not_claim_a_system_namespace(api: Kube, until: Until) -> None:
+    name = unique("sneaky")
+    await create(api, tenant(name, namespace="kube-system", deletionPolicy="Delete"))
+
+    async def refused() -> dict[str, Any] | None:
+        st = ((await api.get("Tenant", name)) or {}).get("status") or {}
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
+        return cond if cond.get("reason") == "InvalidSpec" else None
+
+    cond = await until(refused, timeout=5, what="InvalidSpec")
+    assert "kube-system" in cond["message"]
+    ns = await api.get("Namespace", "kube-system")
+    assert ns is not None and not ns["metadata"].get("ownerReferences")
+
+
+async def _gone(value: Awaitable[Any]) -> bool:
+    return (await value) is None
+
