@@ -1,0 +1,112 @@
+"""Tenant status: a condition per child from what applying it did, Ready over all, quota usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mothership.api.common import Condition, ConditionStatus
+from mothership.api.tenant import TenantStatus
+from mothership.tenants import status
+from tests.tenants.examples import FULL, MINIMAL, tenant
+
+NOW = "2026-01-02T03:04:05Z"
+LATER = "2026-01-02T03:09:00Z"
+ALL_APPLIED: dict[str, str | None] = {
+    "Namespace": None, "ResourceQuota": None, "LimitRange": None, "NetworkPolicy": None, "RoleBinding": None,
+}
+
+
+def compute(applied: dict[str, str | None], spec: dict[str, Any] | None = None,
+            quota: dict[str, Any] | None = None, previous: list[Condition] | None = None,
+            now: str = NOW) -> TenantStatus:
+    return status.compute(tenant(FULL if spec is None else spec), 2, applied, quota, now, previous or [])
+
+
+def cond(result: TenantStatus, type_: str) -> Condition:
+    return next(c for c in result.conditions if c.type == type_)
+
+
+def test_every_child_applied_makes_the_tenant_ready() -> None:
+    result = compute(ALL_APPLIED)
+    assert [c.type for c in result.conditions] == [
+        "Ready", "NamespaceReady", "QuotaReady", "LimitsReady", "IsolationReady", "AccessReady",
+    ]
+    assert {c.status for c in result.conditions} == {ConditionStatus.TRUE}
+    assert cond(result, "Ready").reason == "AllChildrenReady"
+    assert {c.reason for c in result.conditions[1:]} == {"Applied"}
+    assert result.namespace == "team-acme"
+    assert result.observed_generation == 2
+
+
+def test_a_child_the_api_server_refused_is_false_with_its_error_and_so_is_ready() -> None:
+    applied = {**ALL_APPLIED, "NetworkPolicy": "networkpolicies is forbidden: cannot create"}
+    result = compute(applied)
+    isolation = cond(result, "IsolationReady")
+    assert (isolation.status, isolation.reason) == (ConditionStatus.FALSE, "ApplyFailed")
+    assert isolation.message == (
+        "NetworkPolicy team-acme/mothership could not be applied: networkpolicies is forbidden: cannot create"
+    )
+    ready = cond(result, "Ready")
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "ChildrenNotReady")
+    assert "networkpolicies is forbidden" in ready.message
+
+
+def test_a_child_not_applied_yet_is_unknown_and_so_is_ready() -> None:
+    result = compute({"Namespace": None})
+    assert cond(result, "QuotaReady").status is ConditionStatus.UNKNOWN
+    assert cond(result, "QuotaReady").reason == "NotApplied"
+    ready = cond(result, "Ready")
+    assert ready.status is ConditionStatus.UNKNOWN
+    assert ready.message == "Waiting for QuotaReady, LimitsReady, IsolationReady, AccessReady."
+
+
+def test_a_failed_namespace_makes_the_namespace_condition_false() -> None:
+    result = compute({**ALL_APPLIED, "Namespace": "namespace team-acme is being terminated"})
+    assert cond(result, "NamespaceReady").status is ConditionStatus.FALSE
+    assert cond(result, "Ready").status is ConditionStatus.FALSE
+
+
+def test_children_the_spec_does_not_ask_for_are_true_not_requested_and_say_what_it_means() -> None:
+    result = compute({"Namespace": None, "LimitRange": None}, spec={**MINIMAL, "isolation": {"mode": "none"}})
+    for type_ in ("QuotaReady", "IsolationReady", "AccessReady"):
+        c = cond(result, type_)
+        assert (c.status, c.reason) == (ConditionStatus.TRUE, "NotRequested"), type_
+    assert "any namespace may reach" in cond(result, "IsolationReady").message
+    assert cond(result, "Ready").status is ConditionStatus.TRUE
+
+
+def test_applied_messages_name_the_child_and_what_it_does() -> None:
+    result = compute(ALL_APPLIED)
+    messages = {c.type: c.message for c in result.conditions}
+    assert messages["NamespaceReady"] == "Namespace team-acme exists and enforces Pod Security restricted."
+    assert messages["QuotaReady"] == "ResourceQuota team-acme/mothership limits cpu, memory, pods, apps."
+    assert messages["AccessReady"] == "RoleBinding team-acme/mothership grants edit to 4 owner(s)."
+
+
+def test_usage_is_used_over_hard_keyed_by_the_spec_quota_field() -> None:
+    quota = {"status": {
+        "hard": {
+            "requests.cpu": "8", "requests.memory": "16Gi", "pods": "50", "count/apps.mothership.dev": "10",
+        },
+        "used": {"requests.cpu": "1500m", "requests.memory": "3Gi", "pods": "3"},
+    }}
+    assert compute(ALL_APPLIED, quota=quota).usage == {
+        "apps": "0/10", "cpu": "1500m/8", "memory": "3Gi/16Gi", "pods": "3/50",
+    }
+
+
+def test_without_a_quota_or_its_status_usage_is_empty() -> None:
+    assert compute(ALL_APPLIED).usage == {}
+    assert compute(ALL_APPLIED, quota={"spec": {"hard": {"pods": "5"}}}).usage == {}
+
+
+def test_last_transition_time_is_kept_when_a_conditions_status_did_not_change() -> None:
+    first = compute({"Namespace": None})
+    second = compute(ALL_APPLIED, previous=first.conditions, now=LATER)
+    assert cond(second, "NamespaceReady").last_transition_time == NOW
+    assert cond(second, "QuotaReady").last_transition_time == LATER
+    assert cond(second, "Ready").last_transition_time == LATER
+
+
+def test_conditions_carry_the_generation_they_were_computed_from() -> None:
+    assert {c.observed_generation for c in compute(ALL_APPLIED).conditions} == {2}
