@@ -1,0 +1,286 @@
+"""Load models: who starts an iteration, and when.
+
+Closed model (``virtualUsers``, ramping ``stages``): a fixed population of
+virtual users loops over its scenario, each starting its next iteration when
+the last one (and its think time) is done. Ramps follow
+``WorkerShare.virtual_users_at``: new virtual users start at once; surplus
+ones finish their current iteration and park. A slow target slows a closed
+model down, which is the point of a closed model and why it cannot measure
+queueing.
+
+Open model (``arrivalRate`` with stages): iterations start on a fixed
+schedule whatever the target does (``WorkerShare.arrivals``: this worker's
+stripe of the global schedule). Each arrival takes an idle virtual user from
+a bounded pool of ``maxVirtualUsers`` (this worker's share); when all are busy
+the arrival is not queued but counted in ``dropped_iterations``. **Latency is
+measured from the scheduled arrival time, not from when the request was
+finally written**, so coordinated omission cannot hide queueing: if the event
+loop or the pool falls behind, the delay shows up in ``http_req_duration``
+instead of silently lowering the request rate.
+
+Time is read from the engine's clock (``Context.now``) and waited on with the
+loop's timers, so looptime can run a 60-second model in milliseconds.
+
+This module knows nothing of the coordinator, the worker's HTTP server or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .http import HttpClient, PreparedRequest, Target
+from .plan import WorkerShare
+from .stats import Stats
+from .ws import PreparedSession, WsSession
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Context:
+    """What every virtual user of one worker shares: the prepared scenarios, Stats, clock and stop flag."""
+
+    share: WorkerShare
+    stats: Stats
+    target: Target
+    requests: list[list[PreparedRequest]]
+    """Per scenario, its requests encoded once."""
+    sessions: list[PreparedSession | None]
+    """Per scenario, its WebSocket session, if any."""
+    now: Clock
+    loop: asyncio.AbstractEventLoop
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at the end of the duration (or on stop): no new iterations; WebSocket sessions close."""
+
+
+class VirtualUser:
+    """Runs iterations of scenarios: the HTTP requests (callback-driven), then the WebSocket session.
+
+    Keeps one HttpClient per scenario it has run, so keep-alive connections
+    survive across iterations.
+    """
+
+    __slots__ = ("_clients", "_on_done", "_scenario", "_scheduled", "_task", "busy", "ctx", "slot")
+
+    def __init__(self, ctx: Context, slot: int = 0) -> None:
+        self.ctx = ctx
+        self.slot = slot
+        """Closed model: this virtual user's rank within its scenario on this worker."""
+        self.busy = False
+        self._clients: dict[int, HttpClient] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._on_done: Callable[[VirtualUser], None] | None = None
+        self._scenario = 0
+        self._scheduled = 0.0
+
+    def iterate(self, scenario: int, scheduled: float, on_done: Callable[[VirtualUser], None]) -> None:
+        """Start one iteration of ``scenario`` due at ``scheduled``; ``on_done(self)`` when it ends."""
+        self.busy = True
+        self._scenario = scenario
+        self._on_done = on_done
+        ctx = self.ctx
+        if ctx.requests[scenario]:
+            client = self._clients.get(scenario)
+            if client is None:
+                client = self._clients[scenario] = HttpClient(
+                    ctx.target, ctx.requests[scenario], scenario, ctx.stats, ctx.now, ctx.loop)
+            client.iterate(scheduled, self._after_http)
+        else:
+            self._after_http()
+
+    def _after_http(self) -> None:
+        ctx = self.ctx
+        session = ctx.sessions[self._scenario]
+        if session is not None and not ctx.stopping.is_set():
+            ws = WsSession(session, self._scenario, ctx.stats, ctx.now, ctx.stopping)
+            self._task = ctx.loop.create_task(ws.run())
+            self._task.add_done_callback(self._after_ws)
+        else:
+            self._done()
+
+    def _after_ws(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled():
+            task.exception()  # retrieve it; a failed session was already counted
+            self._done()
+
+    def _done(self) -> None:
+        self.busy = False
+        on_done = self._on_done
+        if on_done is not None:
+            on_done(self)
+
+    def abort(self) -> None:
+        """Cancel whatever is in flight, unrecorded (after gracefulStop)."""
+        self._on_done = None
+        for client in self._clients.values():
+            client.close()
+        if self._task is not None:
+            self._task.cancel()
+        self.busy = False
+
+
+class Model:
+    """Common lifecycle: ``start`` at a clock time, ``drain`` at the end, ``abort`` after gracefulStop."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.users: list[VirtualUser] = []
+        self.idle = asyncio.Event()
+        """Set when no iteration is in flight after ``drain``."""
+        self.start_time = 0.0
+
+    def start(self, start_time: float) -> None:
+        raise NotImplementedError
+
+    def busy_count(self) -> int:
+        return sum(1 for vu in self.users if vu.busy)
+
+    def drain(self) -> None:
+        """Start no new iterations; ``idle`` is set once the in-flight ones are done."""
+        self.ctx.stopping.set()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self.ctx.stopping.is_set() and not any(vu.busy for vu in self.users):
+            self.idle.set()
+
+    def abort(self) -> None:
+        for vu in self.users:
+            vu.abort()
+        self.ctx.stats.virtual_users = 0
+        self.idle.set()
+
+
+class ClosedModel(Model):
+    """Virtual users loop over their scenario; their number follows the share's ramp."""
+
+    RAMP_TICK = 0.05
+    """Seconds between re-reading the ramp target (only when the profile ramps)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        n = len(ctx.share.scenarios)
+        self.by_scenario: list[list[VirtualUser]] = [[] for _ in range(n)]
+        self.target: list[int] = [0] * n
+        self.active = 0
+        self.end_time = 0.0
+        """No iteration starts at or after this clock time (start + duration)."""
+        self._ticker: asyncio.Task[None] | None = None
+
+    def start(self, start_time: float) -> None:
+        self.start_time = start_time
+        self.end_time = start_time + self.ctx.share.duration_seconds
+        self._retarget()
+        ramps = any(seg.start_value != seg.end_value for seg in self.ctx.share.profile)
+        if ramps:
+            self._ticker = self.ctx.loop.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        ctx = self.ctx
+        while not ctx.stopping.is_set():
+            await asyncio.sleep(self.RAMP_TICK)
+            if not ctx.stopping.is_set():
+                self._retarget()
+
+    def _retarget(self) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        self.target = list(ctx.share.virtual_users_at(now - self.start_time))
+        for s, want in enumerate(self.target):
+            pool = self.by_scenario[s]
+            while len(pool) < want:
+                vu = VirtualUser(ctx, slot=len(pool))
+                pool.append(vu)
+                self.users.append(vu)
+            for vu in pool[:want]:
+                if not vu.busy:
+                    self._activate(vu, s, now)
+
+    def _activate(self, vu: VirtualUser, scenario: int, now: float) -> None:
+        self.active += 1
+        self.ctx.stats.virtual_users = self.active
+        vu.iterate(scenario, now, self._again)
+
+    def _again(self, vu: VirtualUser) -> None:
+        ctx = self.ctx
+        scenario = vu._scenario
+        now = ctx.now()
+        if not ctx.stopping.is_set() and vu.slot < self.target[scenario] and now < self.end_time:
+            vu.iterate(scenario, now, self._again)
+            return
+        self.active -= 1
+        ctx.stats.virtual_users = self.active
+        self._check_idle()
+
+    def drain(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        super().drain()
+
+    def abort(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.active = 0
+        super().abort()
+
+
+class OpenModel(Model):
+    """Iterations start on this worker's arrival schedule, each on an idle virtual user of a bounded pool."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.free: list[VirtualUser] = []
+        self.in_flight = 0
+        self._scheduler: asyncio.Task[None] | None = None
+
+    def start(self, start_time: float) -> None:
+        self.start_time = start_time
+        self._scheduler = self.ctx.loop.create_task(self._schedule())
+
+    async def _schedule(self) -> None:
+        ctx = self.ctx
+        now = ctx.now
+        start = self.start_time
+        pool_size = ctx.share.max_virtual_users
+        for offset, scenario in ctx.share.arrivals():
+            due = start + offset
+            delay = due - now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if ctx.stopping.is_set():
+                return
+            if self.free:
+                vu = self.free.pop()
+            elif len(self.users) < pool_size:
+                vu = VirtualUser(ctx, slot=len(self.users))
+                self.users.append(vu)
+            else:
+                ctx.stats.dropped_iterations += 1
+                continue
+            self.in_flight += 1
+            ctx.stats.virtual_users = self.in_flight
+            vu.iterate(scenario, due, self._finished)
+
+    def _finished(self, vu: VirtualUser) -> None:
+        self.in_flight -= 1
+        self.ctx.stats.virtual_users = self.in_flight
+        self.free.append(vu)
+        self._check_idle()
+
+    def drain(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+        super().drain()
+
+    def abort(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+        self.in_flight = 0
+        super().abort()
+
+
+def model_for(ctx: Context) -> Model:
+    return OpenModel(ctx) if ctx.share.open_model else ClosedModel(ctx)
