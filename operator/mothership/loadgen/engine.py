@@ -74,12 +74,12 @@ async def run(spec: LoadTestSpec, share: WorkerShare, stats: Stats, *, base_url:
     model = model_for(ctx)
     start = ctx.now()
     logger.debug("worker %d/%d starting load for %.3fs", share.index, share.count, share.duration_seconds)
-    stop_wait: asyncio.Task[object] = loop.create_task(stop.wait())  # type: ignore[arg-type]
+    stop_wait: asyncio.Task[object] = loop.create_task(stop.wait())
     try:
         model.start(start)
         await _first(stop_wait, timeout=share.duration_seconds)
         model.drain()
-        idle_wait: asyncio.Task[object] = loop.create_task(model.idle.wait())  # type: ignore[arg-type]
+        idle_wait: asyncio.Task[object] = loop.create_task(model.idle.wait())
         try:
             await _first(idle_wait, timeout=share.graceful_stop_seconds)
         finally:

@@ -258,9 +258,7 @@ class _ArrivalSchedule:
 def _profile(spec: LoadTestSpec) -> tuple[Segment, ...]:
     """The global load profile: the start value, the stages as linear ramps, then a hold to the duration."""
     duration = spec.duration_seconds()
-    value = float(spec.arrival_rate if spec.is_open else (spec.virtual_users or 0))
-    if spec.arrival_rate is None and spec.virtual_users is None:
-        value = 0.0
+    value = float(spec.arrival_rate or 0.0) if spec.is_open else float(spec.virtual_users or 0)
     segments: list[Segment] = []
     t = 0.0
     for stage in spec.stages:

@@ -365,7 +365,7 @@ def stat_value(snap: dict[str, Any], metric: str, stat: Stat, elapsed_seconds: f
         if stat is Stat.MAX:
             return float(wire["max"])
         if stat is Stat.MEAN:
-            return float(wire["sum"]) / wire["count"]
+            return float(wire["sum"]) / int(wire["count"])
         if stat in QUANTILES:
             return histogram_quantile(wire, QUANTILES[stat])
     elif kind is MetricKind.GAUGE:

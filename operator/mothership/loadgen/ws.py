@@ -103,7 +103,7 @@ def prepare_session(base_url: str, session: WebSocketSession,
     )
 
 
-class _SessionListener(WSListener):  # type: ignore[misc]
+class _SessionListener(WSListener):
     """Per-connection callbacks; the hot path is ``on_ws_frame`` for data frames."""
 
     def __init__(self, runner: WsSession) -> None:
@@ -138,7 +138,7 @@ class WsSession:
         self.stopping = stopping
         self.transport: WSTransport | None = None
         self.sent_at: deque[float] = deque()
-        self.close_code: int | None = None
+        self.close_code: WSCloseCode | None = None
         self.closing = False
         self.errored = False
         self.pongs = 0
