@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+@cache
 def crd(kind: str) -> dict[str, Any]:
     model = MODELS[kind]
     return yaml.safe_load((ROOT / "crds" / f"{model.crd.plural}.mothership.dev.yaml").read_text())

@@ -9,6 +9,7 @@ thing to ``kubectl apply`` and to the operator.
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.tenants import examples as tenant_examples
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@cache
 def crd(model: type[Resource]) -> dict[str, Any]:
     return yaml.safe_load((ROOT / "crds" / f"{model.crd.plural}.mothership.dev.yaml").read_text())
 
