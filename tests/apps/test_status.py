@@ -226,3 +226,15 @@ def test_available_follows_the_deployments_own_available_condition() -> None:
 
 def test_the_status_is_the_same_for_the_same_observation() -> None:
     assert compute(deployment()).wire() == compute(deployment()).wire()
+
+
+def test_an_invalid_spec_fails_the_app_and_keeps_the_other_conditions() -> None:
+    before = compute(deployment())
+    message = "invalid spec: spec.port: Input should be a valid integer"
+    result = status.invalid(8, message, LATER, before.conditions)
+    assert result.phase is AppPhase.FAILED
+    ready = cond(result, "Ready")
+    assert (ready.status, ready.reason, ready.message) == (ConditionStatus.FALSE, "InvalidSpec", message)
+    assert ready.last_transition_time == LATER
+    assert cond(result, "Available") == cond(before, "Available")
+    assert result.observed_generation == 8

@@ -353,6 +353,8 @@ class AppReason(StrEnum):
     """Too few replicas serve traffic (the Deployment's own reason)."""
     SCALED_TO_ZERO = "ScaledToZero"
     """``replicas: 0``: nothing serves traffic, on purpose."""
+    INVALID_SPEC = "InvalidSpec"
+    """The spec fails validation the API server could not do; nothing was applied."""
 
 
 class AppStatus(Model):

@@ -19,6 +19,9 @@ The phase, in order of precedence:
   still terminating) or new replicas are still becoming ready;
 - Ready: every wanted replica runs the current spec and is ready.
 
+A spec the model refuses never reaches ``compute`` (there is no App to read);
+``invalid`` gives its status instead: Failed, Ready=False with reason InvalidSpec.
+
 Must not know: kopf, the kube client, or how children are built (beyond their names).
 """
 
@@ -211,3 +214,14 @@ def compute(
         observed_generation=generation,
         conditions=conditions,
     )
+
+
+def invalid(generation: int, message: str, now: str, previous: list[Condition]) -> AppStatus:
+    """The status of an App whose spec the model refuses: Failed, Ready=False/InvalidSpec.
+
+    Nothing was applied, so the other conditions are kept as they were.
+    """
+    ready = make_condition(AppConditionType.READY.value, F, AppReason.INVALID_SPEC.value, message,
+                           generation=generation, now=now, previous=previous)
+    others = [c for c in previous if c.type != AppConditionType.READY.value]
+    return AppStatus(phase=AppPhase.FAILED, observed_generation=generation, conditions=[ready, *others])
