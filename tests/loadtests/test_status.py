@@ -324,3 +324,12 @@ def test_extra_failures_join_the_pod_failures_once_per_index() -> None:
     counts = worker_counts([pod(0, "Running", ready=True)], 2, extra_failures=[
         WorkerFailure(index=1, reason="Unreachable", message="connection refused")])
     assert [(f.index, f.reason) for f in counts.failures] == [(1, "Unreachable")]
+
+
+def test_a_worker_failure_shows_as_stopping_while_the_coordinator_winds_down() -> None:
+    pods = [pod(0, "Running", ready=True), pod(2, "Running", ready=True),
+            pod(1, "Failed", terminated={"exitCode": 137, "reason": "Error"})]
+    status = compute(Observed(now=LATER, spec=spec(), launched=True, start_at=START_AT, pods=pods,
+                              coordinating=True), running_status())
+    assert status.phase is LoadTestPhase.STOPPING
+    assert status.workers.failures[0].index == 1

@@ -17,6 +17,7 @@ Phase, by precedence (the first rule that applies wins)::
     verdict Stopped ............................. Stopped
     verdict Aborted (abortOnFail) ............... Failed
     verdict Completed ........................... Passed if every threshold holds, else Failed
+    (a worker failure while the coordinator still winds down shows as Stopping until its verdict)
     stop requested .............................. Stopping
     start barrier reached (now >= startAt) ...... Running
     start barrier chosen, or children launched .. Starting
@@ -195,6 +196,9 @@ class Observed:
     """Worker count when ``spec`` is unknown (e.g. a refused spec); else the spec's."""
     extra_failures: Sequence[WorkerFailure] = field(default_factory=tuple)
     """Failures seen other than from pods (e.g. a worker that stopped answering)."""
+    coordinating: bool = False
+    """The coordinator is still winding the run down: a failure it must still stop for shows as
+    Stopping, so the final phase is written once, with the final summary."""
 
 
 # --- worker pods -> counts ------------------------------------------------------------
@@ -405,6 +409,8 @@ def compute(observed: Observed, previous: LoadTestStatus | None = None) -> LoadT
         phase = LoadTestPhase.STARTING
     else:
         phase = LoadTestPhase.PENDING
+    if workers_failed and not refused and verdict is None and observed.coordinating:
+        phase = LoadTestPhase.STOPPING
     final = phase in FINAL_PHASES
 
     # --- conditions --------------------------------------------------------------------
