@@ -1,0 +1,144 @@
+"""LoadTests end to end: the API emulator, ``mothership operator`` as a subprocess, the pod runner.
+
+One emulator and one operator serve a whole test module, started the way
+``tests/operator`` starts them (its helpers are reused), except that the
+operator can be killed and restarted mid-run (``lt_cluster.restart()``). Each
+test gets a namespace owned by a Tenant that allows ``127.0.0.1:*`` (where the
+demo target listens), a :class:`~tests.podrunner.PodRunner` playing the Job
+controller and the kubelet there, and a demo target in its own process, so
+the workers' load never competes with the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mothership.kube import Kube
+from tests.kubeemu import EmulatorThread
+from tests.operator.conftest import (
+    Cluster,
+    _free_port,
+    apply_crds,
+    client,
+    start_operator,
+    stop_operator,
+    wait_healthy,
+)
+from tests.podrunner import PodRunner
+
+ALLOWED = "127.0.0.1:*"
+
+
+@dataclass
+class LoadTestCluster(Cluster):
+    """A :class:`tests.operator.conftest.Cluster` whose operator a test may kill and restart."""
+
+    def kill(self) -> None:
+        """SIGKILL the operator: no shutdown, no chance to stop anything (a crash, an OOM kill)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        self.process = start_operator(self)
+        wait_healthy(self)
+
+
+@pytest.fixture(scope="module")
+def lt_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadTestCluster]:
+    tmp = tmp_path_factory.mktemp("loadtests-e2e")
+    with EmulatorThread() as thread:
+        kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
+        c = LoadTestCluster(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log",
+                            port=_free_port())
+
+        async def setup() -> None:
+            async with client(c) as kube:
+                await apply_crds(kube)
+
+        asyncio.run(setup())
+        c.start()
+        try:
+            yield c
+        finally:
+            if c.process is not None and c.process.poll() is None:
+                stop_operator(c.process)
+
+
+@pytest.fixture
+async def lt_api(lt_cluster: LoadTestCluster) -> AsyncIterator[Kube]:
+    async with client(lt_cluster) as kube:
+        yield kube
+
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+async def tenant_namespace(lt_api: Kube, request: pytest.FixtureRequest) -> str:
+    """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port)."""
+    name = f"lt{next(_names)}-{request.node.name.removeprefix('test_')[:30]}".replace("_", "-").rstrip("-")
+    await lt_api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await lt_api.apply({
+        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {"namespace": name, "isolation": {"mode": "none"},
+                 "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]}},
+    })
+    return name
+
+
+@pytest.fixture
+async def pod_runner(lt_cluster: LoadTestCluster, tenant_namespace: str,
+                     tmp_path: Path) -> AsyncIterator[PodRunner]:
+    async with client(lt_cluster) as kube, PodRunner(kube, tenant_namespace,
+                                                      log_dir=tmp_path / "workers") as runner:
+        yield runner
+
+
+@dataclass
+class DemoTargetProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    async def stats(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session, session.get(f"{self.url}/stats") as response:
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def requests(self) -> int:
+        return int((await self.stats())["http"]["requests"])
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[DemoTargetProcess]:
+    """``mothership demo-target`` on a free 127.0.0.1 port, in its own process."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mothership", "demo-target", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=20)
+    text = line.decode()
+    assert "listening on " in text, text
+    url = text.split("listening on ", 1)[1].split()[0]
+    try:
+        yield DemoTargetProcess(url, process)
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
