@@ -64,5 +64,5 @@ def app(spec: dict[str, Any] | None = None, **changes: Any) -> App:
     return App.model_validate(body)
 
 
-def owner(name: str = "shop", namespace: str = "acme") -> Owner:
+def owner(name: str = "shop", namespace: str | None = "acme") -> Owner:
     return Owner(api_version="mothership.dev/v1alpha1", kind="App", name=name, uid=UID, namespace=namespace)

@@ -262,7 +262,7 @@ def test_an_app_without_a_namespace_is_refused() -> None:
     bare = app(MINIMAL)
     bare.metadata.pop("namespace")
     with pytest.raises(ValueError, match="namespace"):
-        builders.build_deployment(bare, owner(namespace=None))  # type: ignore[arg-type]
+        builders.build_deployment(bare, owner(namespace=None))
 
 
 # --- One option at a time ----------------------------------------------------------------------
