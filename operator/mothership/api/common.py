@@ -202,3 +202,28 @@ class Owner(Model):
             uid=meta["uid"],
             namespace=meta.get("namespace"),
         )
+
+
+def make_condition(
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: str,
+    previous: list[Condition] | tuple[Condition, ...] = (),
+) -> Condition:
+    """A condition whose lastTransitionTime moves only when its status changes (metav1 semantics)."""
+    since = now
+    for old in previous:
+        if old.type == type_ and old.status == status and old.last_transition_time:
+            since = old.last_transition_time
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
