@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 import pytest
-from tests.conftest import LOADTEST_DOC, TOKEN, scripted_engine
 
 from mothership.api.loadtest import LoadTestSpec, load_spec
 from mothership.loadgen.coordinator import Coordinator, Result, Verdict, result_from_summaries
 from mothership.loadgen.worker import envelope
+from tests.conftest import LOADTEST_DOC, TOKEN, scripted_engine
 
 FAST = {"start_delay": 0.2, "poll_interval": 0.05, "ready_timeout": 2.0, "request_timeout": 1.0,
         "finish_grace": 2.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tests.conftest import RunningDemoTarget
 
 

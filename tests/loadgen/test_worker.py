@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import TOKEN, RunningWorker, scripted_engine
 
 from mothership.loadgen.coordinator import result_from_summaries
 from mothership.loadgen.stats import TERMINATION_MESSAGE_LIMIT, expand
@@ -26,6 +25,7 @@ from mothership.loadgen.worker import (
     parse_listen,
     read_plan,
 )
+from tests.conftest import TOKEN, RunningWorker, scripted_engine
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -269,8 +269,13 @@ class Coordinator:
             self.stop_event.set()
 
     def worker_failed(self, index: int, reason: str, message: str = "") -> None:
-        """A launcher reports worker ``index`` dead (process exited, pod failed); it is lost at once."""
-        self._lose(self.workers[index], reason, message)
+        """A launcher reports worker ``index`` dead (process exited, pod failed); it is lost at once.
+
+        Ignored once the worker's run has ended: exiting after the run is what workers do.
+        """
+        w = self.workers[index]
+        if not w.ended:
+            self._lose(w, reason, message)
 
     # --- runs ---------------------------------------------------------------
 

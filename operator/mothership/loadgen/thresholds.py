@@ -61,9 +61,9 @@ def evaluate(
     return [evaluate_one(t, snap, elapsed_seconds) for t in thresholds]
 
 
-def can_recover(threshold: Threshold) -> bool:
+def can_recover(threshold: Threshold | ThresholdResult) -> bool:
     """Whether a live failure of ``threshold`` may still turn into a pass (a count still growing)."""
-    return threshold.stat is Stat.COUNT and threshold.op in ("gt", "gte")
+    return threshold.stat == Stat.COUNT and threshold.op in ("gt", "gte")
 
 
 def abort_reasons(thresholds: Sequence[Threshold], results: Sequence[ThresholdResult]) -> list[str]:

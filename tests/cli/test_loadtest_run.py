@@ -1,0 +1,139 @@
+"""``mothership loadtest run``: exit codes are the contract (0 passed, 1 a threshold failed, 2 invalid
+spec or could not run), plus the key lines a user reads. Runs use --demo-target and real worker
+processes, so each takes a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mothership.cli import app
+from tests.conftest import RunningDemoTarget
+
+INVALID = sorted((Path(__file__).parents[1] / "data" / "invalid" / "loadtest").glob("*.yaml"))
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    """The ``# expect: field.path: message fragment`` header of a malformed spec."""
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# expect: "), f"{path.name} has no '# expect:' header"
+    field, _, fragment = header.removeprefix("# expect: ").partition(": ")
+    return field, fragment
+
+
+def write_spec(tmp_path: Path, **spec: Any) -> Path:
+    doc = {
+        "apiVersion": "mothership.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": "cli"},
+        "spec": {
+            "target": {"url": "http://127.0.0.1:8089"}, "virtualUsers": 2, "duration": "1s",
+            "gracefulStop": "1s",
+            "scenarios": [{"name": "browse", "requests": [{"path": "/api/items", "thinkTime": "10ms"}]}],
+            **spec,
+        },
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, ["loadtest", "run", *args], catch_exceptions=False)
+
+
+def test_there_are_at_least_twenty_malformed_specs() -> None:
+    assert len(INVALID) >= 20
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_a_malformed_spec_exits_2_naming_the_field(path: Path) -> None:
+    field, fragment = expectation(path)
+    result = run("-f", str(path), "--no-live")
+    assert result.exit_code == 2, result.output
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert lines[0] == f"invalid LoadTest in {path}:"
+    assert any(line.startswith(f"{field}: ") and fragment in line for line in lines), (
+        f"expected a line '{field}: ...{fragment}...' in:\n{result.stderr}")
+
+
+def test_a_missing_file_or_non_mapping_exits_2(tmp_path: Path) -> None:
+    assert run("-f", str(tmp_path / "nope.yaml")).exit_code == 2
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    result = run("-f", str(tmp_path / "list.yaml"))
+    assert result.exit_code == 2 and "expected a LoadTest document" in result.stderr
+
+
+def test_an_app_target_cannot_run_locally_without_a_url(tmp_path: Path) -> None:
+    result = run("-f", str(write_spec(tmp_path, target={"app": "shop"})), "--no-live")
+    assert result.exit_code == 2 and "could not run: spec.target.app needs --target" in result.stderr
+
+
+def test_target_and_demo_target_are_exclusive(tmp_path: Path) -> None:
+    result = run("-f", str(write_spec(tmp_path)), "--target", "http://127.0.0.1:1", "--demo-target")
+    assert result.exit_code == 2 and "not both" in result.stderr
+
+
+def test_passing_thresholds_exit_0_and_totals_match_the_target(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, thresholds=[{"metric": "http_reqs", "stat": "count", "gt": "0"},
+                                            {"metric": "errors", "stat": "rate", "lt": "1%"}])
+    out = tmp_path / "summary.json"
+    result = run("-f", str(spec), "--demo-target", "--workers", "2", "--no-live", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.stdout and "all 2 thresholds passed" in result.stdout
+    body = json.loads(out.read_text())
+    assert body["verdict"] == "passed" and len(body["workers"]) == 2
+    requests = body["summary"]["requests"]
+    assert requests > 0
+    assert f"demo target counted: {requests:,} HTTP requests" in result.stdout
+
+
+def test_a_failing_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, thresholds=[
+        {"metric": "http_req_duration", "stat": "max", "lt": "1ms"}],
+        scenarios=[{"name": "slow", "requests": [{"path": "/slow?ms=20"}]}])
+    result = run("-f", str(spec), "--demo-target", "--workers", "1", "--no-live")
+    assert result.exit_code == 1, result.output
+    assert "FAIL  http_req_duration max < 1.00ms" in result.stdout
+    assert "1 of 1 thresholds failed" in result.stdout
+
+
+def test_the_example_is_valid_and_targets_the_demo_port() -> None:
+    from mothership.loadgen.worker import read_plan
+
+    spec, name = read_plan(EXAMPLES / "loadtest-local.yaml")
+    assert name == "demo-local" and spec.target.url == "http://127.0.0.1:8089"
+    assert spec.worker_count() == 2 and spec.thresholds
+    assert {s.websocket is not None for s in spec.scenarios} == {True, False}
+
+
+async def test_ctrl_c_stops_gracefully_with_a_partial_summary(
+    demo_target: RunningDemoTarget, until, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path, duration="30s")
+    out = tmp_path / "summary.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mothership", "loadtest", "run", "-f", str(spec), "--target", demo_target.url,
+        "--workers", "2", "--no-live", "--out", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await until(lambda: demo_target.target.stats()["http"]["requests"] >= 10, timeout=10)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 2, stderr.decode()
+    assert "STOPPED  stopped by Ctrl-C" in stdout.decode()
+    body = json.loads(out.read_text())
+    assert body["verdict"] == "stopped" and body["elapsed"] < 10
+    assert body["summary"]["requests"] == demo_target.target.stats()["http"]["requests"]
