@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mothership.kube import KINDS, Kube
-from tests.operator.conftest import app, deployment_status
+from tests.operator.harness import app, deployment_status
 
 Until = Callable[..., Awaitable[Any]]
 LABELS = {

@@ -16,7 +16,7 @@ import aiohttp
 
 from mothership import rbac
 from mothership.kube import KINDS, Kube
-from tests.operator.conftest import Cluster, app, start_operator, stop_operator, wait_healthy
+from tests.operator.harness import Cluster, app, start_operator, stop_operator, wait_healthy
 
 Until = Callable[..., Awaitable[Any]]
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mothership.kube import KINDS, Kube
-from tests.operator.conftest import OPERATOR_NAMESPACE, Cluster, app, tenant
+from tests.operator.harness import OPERATOR_NAMESPACE, app, tenant
 
 Until = Callable[..., Awaitable[Any]]
 GUARD_RAILS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding")
 _n = itertools.count(1)
+_run = secrets.token_hex(2)  # so a real cluster's leftovers from an earlier run never collide
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_n)}"
+    return f"{prefix}-{_run}-{next(_n)}"
 
 
 async def create(api: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -65,17 +66,22 @@ async def test_a_tenant_gets_a_restricted_namespace_and_its_guard_rails(api: Kub
 
 
 async def test_deleting_a_retain_tenant_keeps_the_namespace_its_apps_and_guard_rails(
-        api: Kube, cluster: Cluster, until: Until) -> None:
+        api: Kube, until: Until) -> None:
     name = unique("keep")
-    await create(api, tenant(name))  # Retain is the default
+    owner = await create(api, tenant(name))  # Retain is the default
     await until(lambda: ready(api, name), timeout=5, what="Ready=True")
     await create(api, app("shop", name))
     await until(lambda: api.get("Deployment", "shop", name), timeout=5, what="the App's Deployment")
+    # A canary the garbage collector must take with the Tenant: once it is gone, GC has run.
+    await api.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "canary", "namespace": name, "ownerReferences": [{
+            "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "name": name,
+            "uid": owner["metadata"]["uid"]}]}})
 
     await api.delete("Tenant", name)
     await until(lambda: _gone(api.get("Tenant", name)), timeout=5, what="the Tenant gone")
+    await until(lambda: _gone(api.get("ConfigMap", "canary", name)), timeout=10, what="GC done")
 
-    await asyncio.to_thread(cluster.thread.call, cluster.emulator.settled())  # GC has caught up
     assert await api.get("Namespace", name) is not None
     assert await api.get("App", "shop", name) is not None
     assert await api.get("Deployment", "shop", name) is not None
