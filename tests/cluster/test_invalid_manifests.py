@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests import crdjudge
 
 from mothership.kube import KINDS, ApiError, Kube
-from tests import crdjudge
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = ROOT / "tests" / "data" / "invalid"
