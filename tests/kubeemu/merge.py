@@ -378,13 +378,20 @@ def apply(
         table[other] = table[other] - {p}
     kept = frozenset().union(applied, *table.values())
     result: Obj = clone(live)
-    for p in sorted(managers.get(manager, frozenset()) - applied, key=len, reverse=True):
-        if not any(q[: len(p)] == p for q in kept):
+    # Parents first: a keyed item goes as a whole, and its key fields go only with it.
+    for p in sorted(managers.get(manager, frozenset()) - applied, key=len):
+        if not any(q[: len(p)] == p for q in kept) and not _is_key_field(p):
             remove_path(result, p)
     result = _apply_merge(result, config, keys_of, ())
     table = {m: s for m, s in table.items() if s}
     table[manager] = applied
     return result, table
+
+
+def _is_key_field(path: Path) -> bool:
+    if len(path) < 2 or not isinstance(path[-2], tuple) or path[-2][0] != "k":
+        return False
+    return path[-1] in {k for k, _ in path[-2][1]}
 
 
 def _apply_merge(live: Any, config: Any, keys_of: KeysOf, names: tuple[str, ...]) -> Any:
