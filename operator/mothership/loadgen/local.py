@@ -31,7 +31,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ async def spawn(name: str, args: list[str], log: Path) -> Spawned:
         line = await asyncio.wait_for(process.stdout.readline(), timeout=ANNOUNCE_TIMEOUT)
     except TimeoutError:
         line = b""
+    except BaseException:  # cancelled (Ctrl-C twice): do not leave the process behind
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        raise
     match = _URL.search(line.decode(errors="replace"))
     spawned = Spawned(name, process, match.group(0) if match else "", log)
     if not match:
@@ -100,7 +104,11 @@ async def spawn(name: str, args: list[str], log: Path) -> Spawned:
 
 
 async def stop_processes(children: list[Spawned], timeout: float = EXIT_TIMEOUT) -> None:
-    """Wait up to ``timeout`` seconds for children to exit (workers do once released), then kill them."""
+    """SIGTERM the children (a worker stops gracefully and exits), wait ``timeout`` seconds, then kill."""
+    for c in children:
+        if c.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                c.process.terminate()
     waits = [asyncio.create_task(c.process.wait()) for c in children]
     if waits:
         _, pending = await asyncio.wait(waits, timeout=timeout)
@@ -120,8 +128,6 @@ async def demo_target_process(workdir: Path) -> AsyncIterator[Spawned]:
     try:
         yield target
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            target.process.terminate()
         await stop_processes([target])
 
 
@@ -157,6 +163,8 @@ class LocalRun:
     poll_interval: float = 0.25
     ready_timeout: float = 30.0
     on_update: OnUpdate | None = None
+    children: list[Spawned] = field(default_factory=list)
+    """The worker processes of the current run, in index order."""
 
     async def run(self, workdir: Path, on_coordinator: Callable[[Coordinator], None] | None = None) -> Result:
         """Spawn the workers, coordinate them, collect the result, and make sure every child is gone.
@@ -170,14 +178,19 @@ class LocalRun:
         plan = workdir / "plan.json"
         plan.write_text(json.dumps({"apiVersion": "mothership.dev/v1alpha1", "kind": "LoadTest",
                                     "metadata": {"name": self.loadtest}, "spec": self.spec.wire()}))
-        children: list[Spawned] = []
         watchers: list[asyncio.Task[None]] = []
+        spawns = [
+            asyncio.create_task(spawn(f"worker {i}", self.worker_args(i, plan, token_file, workdir),
+                                      workdir / f"worker-{i}.log"))
+            for i in range(self.workers)
+        ]
         try:
-            children = list(await asyncio.gather(*(
-                spawn(f"worker {i}", self.worker_args(i, plan, token_file, workdir),
-                      workdir / f"worker-{i}.log")
-                for i in range(self.workers)
-            )))
+            await asyncio.wait(spawns)
+            # Keep every process that came up, so the finally below stops it even if another did not.
+            self.children = children = [t.result() for t in spawns if t.exception() is None]
+            errors = [e for t in spawns if (e := t.exception()) is not None]
+            if errors:
+                raise errors[0]
             coordinator = Coordinator(
                 [c.url for c in children], token, self.spec,
                 start_delay=self.start_delay, poll_interval=self.poll_interval,
@@ -188,9 +201,9 @@ class LocalRun:
             watchers = [asyncio.create_task(self._watch(coordinator, i, c)) for i, c in enumerate(children)]
             return await coordinator.run()
         finally:
-            for w in watchers:
-                w.cancel()
-            await stop_processes(children)
+            for task in (*spawns, *watchers):
+                task.cancel()  # a spawn cancelled while waiting kills its own process
+            await stop_processes(self.children)
 
     def worker_args(self, index: int, plan: Path, token_file: Path, workdir: Path) -> list[str]:
         return [
