@@ -362,6 +362,10 @@ class Coordinator:
                 self._lose(w, "StartFailed", message.strip())
             else:
                 w.state = outcome[1].get("state", "scheduled")
+        late = time.time() - start_at
+        if late > 0 and not only_ready:
+            logger.warning("the start POSTs finished %.3fs after the barrier; workers started late "
+                           "(raise start_delay)", late)
         logger.info("start barrier at %.3f sent to %d workers", start_at, len(targets))
 
     async def _poll_one(self, w: _Worker, count_misses: bool) -> None:
