@@ -51,6 +51,7 @@ class Controllers:
         self._pending: set[Work] = set()
         self._wakeup: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
+        self._swept: set[str] = set()  # uids of namespaces and CRDs whose content was deleted
         self.store.listener = self.observe
 
     # --- queueing ------------------------------------------------------------------
@@ -255,14 +256,15 @@ class Controllers:
         space = self.store.get(NAMESPACES_KEY, "", name)
         if space is None or not is_deleting(space):
             return
-        remaining = 0
-        for key in self.store.storage_keys():
-            if key == NAMESPACES_KEY:
-                continue
-            for obj in list(self.store.iter(key, name)):
-                self._delete(key, obj, "Background")
-            remaining += self.store.count(key, name)
-        if remaining == 0:
+        uid = meta_of(space)["uid"]
+        keys = [k for k in self.store.storage_keys() if k != NAMESPACES_KEY]
+        if uid not in self._swept:  # nothing new can appear in a Terminating namespace
+            self._swept.add(uid)
+            for key in keys:
+                for obj in list(self.store.iter(key, name)):
+                    self._delete(key, obj, "Background")
+        if sum(self.store.count(key, name) for key in keys) == 0:
+            self._swept.discard(uid)
             def finalize(new: Obj) -> None:
                 spec = new.setdefault("spec", {})
                 spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != "kubernetes"]
@@ -274,7 +276,11 @@ class Controllers:
             return
         spec = crd.get("spec") or {}
         key = (str(spec.get("group")), str((spec.get("names") or {}).get("plural")))
-        for obj in list(self.store.iter(key)):
-            self._delete(key, obj, "Background")
+        uid = meta_of(crd)["uid"]
+        if uid not in self._swept:
+            self._swept.add(uid)
+            for obj in list(self.store.iter(key)):
+                self._delete(key, obj, "Background")
         if self.store.count(key) == 0:
+            self._swept.discard(uid)
             self._drop_finalizer(CRD_STORAGE_KEY, crd, CRD_CLEANUP)

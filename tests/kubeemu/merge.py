@@ -426,12 +426,17 @@ def _apply_list(live: Any, config: list[Any], keys_of: KeysOf, names: tuple[str,
 
 
 def update_ownership(
-    managers: dict[str, FieldSet], manager: str, old: Any, new: Any, keys_of: KeysOf
+    managers: dict[str, FieldSet],
+    manager: str,
+    old: Any,
+    new: Any,
+    keys_of: KeysOf,
+    ignored: Callable[[Path], bool] = lambda _: False,
 ) -> dict[str, FieldSet]:
     """After a non-apply write: ``manager`` takes the fields it changed from the others,
     and fields that are gone are owned by nobody."""
-    before = dict(leaves(old, keys_of))
-    after = dict(leaves(new, keys_of))
+    before = {p: v for p, v in leaves(old, keys_of) if not ignored(p)}
+    after = {p: v for p, v in leaves(new, keys_of) if not ignored(p)}
     changed = frozenset(p for p, v in after.items() if p not in before or before[p] != v)
     gone = frozenset(before.keys() - after.keys())
     if not changed and not gone:

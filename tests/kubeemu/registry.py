@@ -39,6 +39,11 @@ STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = [JSON_PATCH, MERGE, STRATEGIC, APPLY]
 
+#: Owner of the fields of an object that no one has applied yet. Ownership is tracked
+#: lazily, from an object's first apply on: until then the emulator skips the cost,
+#: and a first apply sees every existing field as owned by this manager, which is
+#: what the real server reports for objects without managedFields.
+BEFORE_FIRST_APPLY = "before-first-apply"
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
@@ -238,9 +243,7 @@ class Registry:
             raise errors.already_exists(rt.group, rt.plural, meta["name"])
         if dry_run:
             return self.render(rt, obj)
-        if owners is None:
-            owners = merge.update_ownership({}, manager, {}, obj, self.keys_of(rt))
-        stored = self._put(rt, obj, owners)
+        stored = self._put(rt, obj, owners or {})
         return self.render(rt, stored)
 
     def _generate_name(self, rt: ResourceType, base: str, obj: Obj) -> str:
@@ -348,7 +351,11 @@ class Registry:
         self._check_type_meta(rt, config)
         old = self.store.get(rt.storage_key, namespace or "", name)
         live: Obj = self.render(rt, old) if old is not None else {}
-        table = self._owners.get(meta_of(old)["uid"], {}) if old is not None else {}
+        table: dict[str, FieldSet] = {}
+        if old is not None:
+            table = self._owners.get(meta_of(old)["uid"]) or merge.update_ownership(
+                {}, BEFORE_FIRST_APPLY, {}, old, self.keys_of(rt), _system_path
+            )
 
         def ignored(path: Path) -> bool:
             if _system_path(path):
@@ -428,15 +435,17 @@ class Registry:
         if dry_run:
             return self.render(rt, new)
         if owners is None:
-            owners = merge.update_ownership(
-                self._owners.get(old_meta["uid"], {}), manager, old, new, self.keys_of(rt)
-            )
+            owners = self._owners.get(old_meta["uid"], {})
+            if owners:  # ownership is tracked from the first apply on (see _apply)
+                owners = merge.update_ownership(owners, manager, old, new, self.keys_of(rt),
+                                                _system_path)
         return self.render(rt, self._commit(rt, old, new, owners))
 
     def _commit(self, rt: ResourceType, old: Obj, new: Obj, owners: dict[str, FieldSet]) -> Obj:
         uid = meta_of(old)["uid"]
         if _without_revision(new) == _without_revision(old):
-            self._owners[uid] = owners
+            if owners:
+                self._owners[uid] = owners
             return old  # a no-op write neither bumps the resourceVersion nor notifies watchers
         if is_deleting(new) and not finalizers_of(new) and not _spec_finalizers(rt, new):
             return self._remove(rt, new)

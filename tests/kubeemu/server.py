@@ -43,6 +43,7 @@ VERSION = {
     "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23",
     "compiler": "gc", "platform": "linux/amd64",
 }
+MAX_BODY = 16 * 1024 * 1024  # bytes; CRDs with large schemas exceed aiohttp's 1 MiB default
 logger = logging.getLogger(__name__)
 
 
@@ -65,22 +66,28 @@ class Emulator:
         self.bookmark_interval = bookmark_interval
         self.url = ""
         self.kubeconfig: Path | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._controller_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
-                                     access_log=None)
+        loop = asyncio.get_running_loop()
+
+        def request_factory(message: Any, payload: Any, protocol: Any, writer: Any,
+                            task: Any) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                   client_max_size=MAX_BODY)
+
+        # A bare web.Server: one handler for every path, no router or middlewares to pay for.
+        server = web.Server(self._handle, request_factory=request_factory,
+                            handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        bound = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
         self.url = f"http://{host}:{bound}"
         self._controller_task = asyncio.create_task(self.controllers.run(), name="kubeemu-controllers")
         return self.url
@@ -141,13 +148,13 @@ class Emulator:
 
     # --- HTTP ------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             return await self._dispatch(request)
         except ApiError as e:
             return _json(e.status(), e.code)
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = [unquote(p) for p in request.path.split("/") if p]
         types = self.registry.types()
         if not parts:
@@ -179,7 +186,7 @@ class Emulator:
             return _json(doc)
         return await self._resource(request, group, version, rest)
 
-    def _route(self, group: str, version: str, rest: list[str]) -> tuple[
+    def _route(self, group: str, version: str, rest: builtins.list[str]) -> tuple[
             bool, str | None, ResourceType, str | None, str | None]:
         """(watch prefix, namespace, type, name, subresource) of a resource path."""
         watch = rest[0] == "watch"
@@ -205,8 +212,8 @@ class Emulator:
             raise errors.path_not_found()
         return watch, namespace, rt, name, sub
 
-    async def _resource(self, request: web.Request, group: str, version: str,
-                        rest: list[str]) -> web.StreamResponse:
+    async def _resource(self, request: web.BaseRequest, group: str, version: str,
+                        rest: builtins.list[str]) -> web.StreamResponse:
         watch, namespace, rt, name, sub = self._route(group, version, rest)
         query = request.query
         watch = watch or query.get("watch") in ("true", "1")
@@ -274,7 +281,7 @@ class Emulator:
         return _json(self.registry.replace(rt, namespace, name or "", body, subresource=sub,
                                            manager=manager, dry_run=dry_run))
 
-    async def _delete_options(self, request: web.Request) -> Obj:
+    async def _delete_options(self, request: web.BaseRequest) -> Obj:
         options: Obj = {}
         raw = await request.read()
         if raw.strip():
@@ -296,7 +303,7 @@ class Emulator:
 
     # --- watches ---------------------------------------------------------------------
 
-    async def _watch(self, request: web.Request, rt: ResourceType, namespace: str | None,
+    async def _watch(self, request: web.BaseRequest, rt: ResourceType, namespace: str | None,
                      matches: Matcher | None) -> web.StreamResponse:
         query = request.query
         since = query.get("resourceVersion") or ""

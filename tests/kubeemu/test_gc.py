@@ -95,7 +95,11 @@ async def test_jobs_orphan_their_pods_by_default_as_batch_v1_does(
         await api.delete("/apis/batch/v1/namespaces/default/jobs/j", **params)
         await until(lambda: kube.get("batch/v1", "jobs", "j", "default") is None, timeout=3)
         if policy is None:
-            await until(lambda: "ownerReferences" not in kube.get("v1", "pods", "j-0", "default")["metadata"])
+            def orphaned() -> bool:
+                pod = kube.get("v1", "pods", "j-0", "default")
+                return pod is not None and "ownerReferences" not in pod["metadata"]
+
+            await until(orphaned, timeout=3)
             await api.delete("/api/v1/namespaces/default/pods/j-0")
         else:
             await until(lambda: kube.get("v1", "pods", "j-0", "default") is None, timeout=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from .conftest import Api
 
@@ -11,14 +12,15 @@ CMS = "/api/v1/namespaces/default/configmaps"
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 
 
-def deployment(name: str, image: str = "nginx", replicas: int = 1) -> dict:
+def deployment(name: str, image: str = "nginx", replicas: int = 1) -> dict[str, Any]:
     labels = {"app": name}
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
                               "spec": {"containers": [{"name": "app", "image": image}]}}},
     }
+    return body
 
 
 async def test_create_answers_201_with_uid_resource_version_and_timestamp(api: Api) -> None:
@@ -199,7 +201,7 @@ async def test_deployments_need_a_selector_that_matches_the_template(api: Api) -
 
 
 async def test_jobs_get_a_generated_selector_and_need_a_restart_policy(api: Api) -> None:
-    job = {"metadata": {"name": "j"}, "spec": {"template": {"spec": {
+    job: dict[str, Any] = {"metadata": {"name": "j"}, "spec": {"template": {"spec": {
         "containers": [{"name": "w", "image": "busybox"}]}}}}
     status, body = await api.post("/apis/batch/v1/namespaces/default/jobs", job)
     assert status == 422

@@ -24,7 +24,8 @@ class Stream:
     async def next(self, timeout: float = 3.0) -> dict[str, Any]:
         line = await asyncio.wait_for(self.response.content.readline(), timeout)
         assert line, "the watch stream ended"
-        return json.loads(line)
+        event: dict[str, Any] = json.loads(line)
+        return event
 
     async def take(self, count: int) -> list[tuple[str, str]]:
         """(type, name) of the next ``count`` events."""

@@ -1,3 +1,5 @@
+# The kubernetes client is untyped or loosely typed; these tests use it as users do.
+# mypy: disable-error-code="no-untyped-call,arg-type,union-attr,index,no-any-return"
 """Real clients against the emulator: the kubernetes client, kopf itself, and kubectl.
 
 These are the faithfulness checks that matter most: if the official client, the
