@@ -27,11 +27,10 @@ Must not know: kopf, the kube client, or how children are built (beyond their na
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from mothership.api.app import App, AppConditionType, AppPhase, AppReason, AppStatus
-from mothership.api.common import Condition, ConditionStatus, Manifest
+from mothership.api.common import Condition, ConditionStatus, Manifest, make_condition
 
 from . import builders
 
@@ -39,31 +38,6 @@ T, F, U = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLOUT_DONE = "NewReplicaSetAvailable"
 """The Deployment controller's Progressing reason once a rollout has completed."""
-
-
-def make_condition(
-    type_: str,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    *,
-    generation: int,
-    now: str,
-    previous: Sequence[Condition],
-) -> Condition:
-    """A condition whose lastTransitionTime moves only when its status changes."""
-    since = now
-    for old in previous:
-        if old.type == type_ and old.status == status and old.last_transition_time:
-            since = old.last_transition_time
-    return Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
-        observed_generation=generation,
-    )
 
 
 def _int(value: Any) -> int:

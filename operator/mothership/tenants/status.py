@@ -16,9 +16,8 @@ Must not know: kopf, the kube client.
 
 from __future__ import annotations
 
-from mothership.api.common import Condition, ConditionStatus, Manifest
+from mothership.api.common import Condition, ConditionStatus, Manifest, make_condition
 from mothership.api.tenant import Tenant, TenantConditionType, TenantReason, TenantStatus
-from mothership.apps.status import make_condition
 
 from . import builders
 
