@@ -122,7 +122,7 @@ async def test_ctrl_c_stops_gracefully_with_a_partial_summary(
     out = tmp_path / "summary.json"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mothership", "loadtest", "run", "-f", str(spec), "--target", demo_target.url,
-        "--workers", "2", "--no-live", "--out", str(out),
+        "--workers", "1", "--no-live", "--out", str(out),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
