@@ -10,9 +10,10 @@ validation of custom resources. It has no scheduler, kubelet or workload
 controllers: Deployments and Jobs never get pods unless a test creates them.
 
 Layers, each knowing only the ones below it:
-``server`` (HTTP, watches) -> ``registry`` (API rules) + ``controllers`` (GC and
-cleanup loops) -> ``store`` (objects, history, fan-out) ; pure helpers: ``merge``,
-``schema``, ``selectors``, ``resources``, ``tables``, ``errors``.
+``server`` (HTTP, watches) -> ``controllers`` (GC and cleanup loops) -> ``registry``
+(API rules, with per-type ``strategies``) -> ``store`` (objects, history, fan-out);
+pure helpers: ``merge`` (patches, apply), ``schema`` (structural schemas),
+``selectors``, ``resources`` (types, discovery), ``tables``, ``objects``, ``errors``.
 """
 
 from .server import Emulator

@@ -26,16 +26,16 @@ import logging
 from typing import Any
 
 from .errors import ApiError
-from .registry import (
+from .objects import (
     CRD_CLEANUP,
     FOREGROUND,
     ORPHAN,
-    Registry,
     finalizers_of,
     is_deleting,
     meta_of,
     owner_refs,
 )
+from .registry import Registry
 from .resources import CRD_STORAGE_KEY, NAMESPACES_KEY, StorageKey
 
 Obj = dict[str, Any]

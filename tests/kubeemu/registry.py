@@ -5,28 +5,36 @@ real kube-apiserver documents: system metadata (uid, resourceVersion,
 creationTimestamp, generation, generateName), optimistic concurrency, the status
 subresource's split of ownership, finalizers and deletionTimestamp, propagation
 policies, name validation, structural schemas of custom resources, and the four
-patch types. Every write ends in ``_put`` or ``_remove``, which also keep CRD
-registration in sync. HTTP parsing lives in server.py; the asynchronous controllers
-(garbage collector, namespace and CRD cleanup) live in controllers.py and call back
-into this module.
+patch types. Per-type defaulting and validation live in strategies.py. Every write
+ends in ``_put`` or ``_remove``, which also keep CRD registration in sync. HTTP
+parsing lives in server.py; the asynchronous controllers (garbage collector,
+namespace and CRD cleanup) live in controllers.py and call back into this module.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import random
-import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from . import errors, merge, resources, schema
+from . import errors, merge, resources, schema, strategies
 from .errors import ApiError, Cause
 from .merge import FieldSet, Path, clone
+from .objects import (
+    CRD_CLEANUP,
+    FOREGROUND,
+    ORPHAN,
+    finalizers_of,
+    is_deleting,
+    meta_of,
+    now,
+    set_condition,
+)
 from .resources import CRD_STORAGE_KEY, NAMESPACES_KEY, ResourceType, StorageKey
 from .selectors import Matcher, field_value
 from .store import Store
@@ -44,42 +52,13 @@ PATCH_TYPES = [JSON_PATCH, MERGE, STRATEGIC, APPLY]
 #: and a first apply sees every existing field as owned by this manager, which is
 #: what the real server reports for objects without managedFields.
 BEFORE_FIRST_APPLY = "before-first-apply"
-ORPHAN = "orphan"
-FOREGROUND = "foregroundDeletion"
-CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_LABEL1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_QUALIFIED = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 _SYSTEM_META = (
     "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
     "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink",
 )
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def meta_of(obj: Obj) -> Obj:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
-def is_deleting(obj: Obj) -> bool:
-    return bool(meta_of(obj).get("deletionTimestamp"))
-
-
-def finalizers_of(obj: Obj) -> list[str]:
-    return list(meta_of(obj).get("finalizers") or [])
-
-
-def owner_refs(obj: Obj) -> list[Obj]:
-    return [r for r in meta_of(obj).get("ownerReferences") or [] if isinstance(r, dict)]
 
 
 def _system_path(path: Path) -> bool:
@@ -532,7 +511,7 @@ class Registry:
             finalizers.append(ORPHAN)
         elif policy == "Foreground":
             finalizers.append(FOREGROUND)
-        if rt.storage_key == CRD_STORAGE_KEY:
+        if rt.storage_key == CRD_STORAGE_KEY and CRD_CLEANUP not in finalizers:
             finalizers.append(CRD_CLEANUP)
         if dry_run:
             return self.render(rt, obj), 200
@@ -546,7 +525,7 @@ class Registry:
                 if rt.storage_key == NAMESPACES_KEY:
                     new.setdefault("status", {})["phase"] = "Terminating"
                 if rt.storage_key == CRD_STORAGE_KEY:
-                    _set_condition(new, "Terminating", "True", "InstanceDeletionPending",
+                    set_condition(new, "Terminating", "True", "InstanceDeletionPending",
                                    "CustomResourceDefinition marked for deletion; "
                                    "CustomResource deletion will begin soon")
             marked = self.system_update(rt, obj, mark)
@@ -676,25 +655,16 @@ class Registry:
         return obj
 
     def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
-        """Defaulting and the type-specific strategies of the real registry."""
-        meta = obj["metadata"]
-        for field in ("labels", "annotations", "finalizers", "ownerReferences"):
-            if field in meta and not meta[field]:  # omitempty in ObjectMeta
-                del meta[field]
+        """Defaulting: the structural schema's, then the type's strategy."""
         if rt.schema is not None:
             obj = schema.prepare(obj, rt.schema)
-        prepare = _STRATEGIES.get(rt.storage_key)
-        if prepare is not None:
-            prepare(self, obj, old)
+        strategies.prepare(self, rt, obj, old)
         return obj
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-        causes = _validate_meta(rt, obj)
+        causes = strategies.validate(rt, obj)
         if rt.schema is not None:
             causes += schema.validate(obj, rt.schema)
-        check = _CHECKS.get(rt.storage_key)
-        if check is not None:
-            causes += check(obj)
         if causes:
             name = str(meta_of(obj).get("name") or meta_of(obj).get("generateName") or "")
             raise errors.invalid(rt.group, rt.kind, name, causes)
@@ -742,19 +712,6 @@ def _policy(rt: ResourceType, obj: Obj, options: Obj) -> str:
     return rt.default_propagation
 
 
-def _set_condition(obj: Obj, ctype: str, status: str, reason: str, message: str) -> None:
-    conditions = obj.setdefault("status", {}).setdefault("conditions", [])
-    entry = {"type": ctype, "status": status, "lastTransitionTime": now(), "reason": reason,
-             "message": message}
-    for n, existing in enumerate(conditions):
-        if existing.get("type") == ctype:
-            if existing.get("status") == status:
-                entry["lastTransitionTime"] = existing.get("lastTransitionTime", entry["lastTransitionTime"])
-            conditions[n] = entry
-            return
-    conditions.append(entry)
-
-
 def _apply_conflict(rt: ResourceType, name: str, e: merge.ApplyConflict) -> ApiError:
     causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{m}"',
                "field": merge.render_path(p)} for m, p in e.conflicts]
@@ -764,309 +721,3 @@ def _apply_conflict(rt: ResourceType, name: str, e: merge.ApplyConflict) -> ApiE
     assert err.details is not None
     err.details["causes"] = causes
     return err
-
-
-# --- metadata validation ---------------------------------------------------------------
-
-_RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
-    "subdomain": (_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case "
-                  "alphanumeric characters, '-' or '.', and must start and end with an "
-                  "alphanumeric character (e.g. 'example.com', regex used for validation is "
-                  "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
-    "label": (_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric "
-              "characters or '-', and must start and end with an alphanumeric character "
-              "(e.g. 'my-name',  or '123-abc', regex used for validation is "
-              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
-    "label1035": (_LABEL1035, 63, "a DNS-1035 label must consist of lower case alphanumeric "
-                  "characters or '-', start with an alphabetic character, and end with an "
-                  "alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
-                  "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"),
-}
-
-
-def name_problem(rule: str, name: str) -> str | None:
-    if rule == "path":
-        if name in (".", "..") or "/" in name or "%" in name:
-            return "may not contain '/' or '%' and may not be '.' or '..'"
-        return None
-    pattern, limit, text = _RULES[rule]
-    if len(name) > limit:
-        return f"must be no more than {limit} characters"
-    if not pattern.fullmatch(name):
-        return text
-    return None
-
-
-def _qualified_name_problem(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
-        return "prefix part must be a lowercase RFC 1123 subdomain"
-    if not name or len(name) > 63 or not _QUALIFIED.fullmatch(name):
-        return ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-                "start and end with an alphanumeric character")
-    return None
-
-
-def _validate_meta(rt: ResourceType, obj: Obj) -> list[Cause]:
-    meta = meta_of(obj)
-    causes: list[Cause] = []
-    name = meta.get("name")
-    if not name:
-        causes.append(Cause(Cause.REQUIRED, "metadata.name",
-                            "Required value: name or generateName is required"))
-    elif not isinstance(name, str):
-        causes.append(Cause(Cause.INVALID, "metadata.name", f"Invalid value: {json.dumps(name)}"))
-    else:
-        problem = name_problem(rt.name_rule, name)
-        if problem:
-            causes.append(Cause(Cause.INVALID, "metadata.name",
-                                f"Invalid value: {json.dumps(name)}: {problem}"))
-    if rt.namespaced and not meta.get("namespace"):
-        causes.append(Cause(Cause.REQUIRED, "metadata.namespace", "Required value"))
-    for field in ("labels", "annotations"):
-        values = meta.get(field)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            causes.append(Cause(Cause.INVALID, f"metadata.{field}", "Invalid value: must be a map"))
-            continue
-        for key, value in values.items():
-            where = f"metadata.{field}"
-            problem = _qualified_name_problem(key)
-            if problem:
-                causes.append(Cause(Cause.INVALID, where, f"Invalid value: {json.dumps(key)}: {problem}"))
-            if not isinstance(value, str):
-                causes.append(Cause(Cause.TYPE, f"{where}.{key}",
-                                    f"Invalid value: {json.dumps(value)}: must be a string"))
-            elif field == "labels" and (len(value) > 63 or not _LABEL_VALUE.fullmatch(value)):
-                causes.append(Cause(Cause.INVALID, where, f"Invalid value: {json.dumps(value)}: "
-                                    "a valid label must be an empty string or consist of "
-                                    "alphanumeric characters, '-', '_' or '.', and must start "
-                                    "and end with an alphanumeric character"))
-    for n, finalizer in enumerate(meta.get("finalizers") or []):
-        if not isinstance(finalizer, str) or _qualified_name_problem(finalizer):
-            causes.append(Cause(Cause.INVALID, f"metadata.finalizers[{n}]",
-                                f"Invalid value: {json.dumps(finalizer)}: name part must consist "
-                                "of alphanumeric characters, '-', '_' or '.'"))
-    controllers = 0
-    for n, ref in enumerate(owner_refs(obj)):
-        for field in ("apiVersion", "kind", "name", "uid"):
-            if not ref.get(field):
-                causes.append(Cause(Cause.REQUIRED if field != "uid" else Cause.INVALID,
-                                    f"metadata.ownerReferences[{n}].{field}",
-                                    "Required value" if field != "uid" else
-                                    "Invalid value: \"\": uid must not be empty"))
-        controllers += bool(ref.get("controller"))
-    if controllers > 1:
-        causes.append(Cause(Cause.INVALID, "metadata.ownerReferences",
-                            "Invalid value: only one reference can have Controller set to true"))
-    return causes
-
-
-# --- type-specific strategies (defaulting) and checks (validation) ---------------------
-
-def _prepare_namespace(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    name = meta_of(obj)["name"]
-    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-    if old is None:
-        obj["spec"] = {"finalizers": ["kubernetes"]}
-        obj["status"] = {"phase": "Active"}
-    else:
-        obj["spec"] = clone(old.get("spec") or {})
-
-
-def _prepare_pod(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    if old is None:
-        obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("serviceAccountName", "default")
-
-
-def _prepare_service(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    for port in spec.get("ports") or []:
-        if isinstance(port, dict):
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port.get("port"))
-    old_spec = (old or {}).get("spec") or {}
-    if not spec.get("clusterIP"):
-        spec["clusterIP"] = old_spec.get("clusterIP") or reg.allocate_ip()
-    spec.setdefault("clusterIPs", old_spec.get("clusterIPs") or [spec["clusterIP"]])
-    if old is None:
-        obj["status"] = {"loadBalancer": {}}
-
-
-def _prepare_deployment(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("progressDeadlineSeconds", 600)
-    spec.setdefault("strategy", {"type": "RollingUpdate",
-                                 "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
-
-
-def _prepare_job(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    spec = obj.setdefault("spec", {})
-    if old is not None:
-        spec["selector"] = clone((old.get("spec") or {}).get("selector"))
-        return
-    meta = obj["metadata"]
-    spec.setdefault("parallelism", 1)
-    spec.setdefault("backoffLimit", 6)
-    spec.setdefault("completionMode", "NonIndexed")
-    spec.setdefault("suspend", False)
-    if spec["completionMode"] == "NonIndexed" and "completions" not in spec:
-        spec["completions"] = spec["parallelism"] if spec["parallelism"] == 1 else None
-        if spec["completions"] is None:
-            del spec["completions"]
-    if not spec.get("manualSelector"):
-        uid, name = meta["uid"], meta["name"]
-        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
-        labels.update({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
-                       "controller-uid": uid, "job-name": name})
-
-
-def _prepare_crd(reg: Registry, obj: Obj, old: Obj | None) -> None:
-    spec = obj.get("spec") or {}
-    versions = spec.get("versions") or []
-    stored = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
-    names = clone(spec.get("names") or {})
-    if names.get("kind") and not names.get("listKind"):
-        names["listKind"] = f"{names['kind']}List"
-        spec.setdefault("names", {})["listKind"] = names["listKind"]
-    if names.get("kind") and not names.get("singular"):
-        names["singular"] = names["kind"].lower()
-        spec.setdefault("names", {})["singular"] = names["singular"]
-    status = clone((old or {}).get("status") or {})
-    status["acceptedNames"] = names
-    previous = status.get("storedVersions") or []
-    status["storedVersions"] = previous + [v for v in stored if v not in previous]
-    obj["status"] = status
-    if not is_deleting(obj):
-        _set_condition(obj, "NamesAccepted", "True", "NoConflicts", "no conflicts found")
-        _set_condition(obj, "Established", "True", "InitialNamesAccepted",
-                       "the initial names have been accepted")
-
-
-def _check_crd(obj: Obj) -> list[Cause]:
-    spec = obj.get("spec") or {}
-    names = spec.get("names") or {}
-    causes = []
-    for field in ("group", "scope"):
-        if not spec.get(field):
-            causes.append(Cause(Cause.REQUIRED, f"spec.{field}", "Required value"))
-    if spec.get("scope") and spec["scope"] not in ("Namespaced", "Cluster"):
-        causes.append(Cause(Cause.NOT_SUPPORTED, "spec.scope",
-                            f'Unsupported value: "{spec["scope"]}": supported values: '
-                            '"Cluster", "Namespaced"'))
-    for field in ("plural", "kind"):
-        if not names.get(field):
-            causes.append(Cause(Cause.REQUIRED, f"spec.names.{field}", "Required value"))
-    expected = f"{names.get('plural')}.{spec.get('group')}"
-    if meta_of(obj).get("name") != expected:
-        causes.append(Cause(Cause.INVALID, "metadata.name",
-                            f'Invalid value: "{meta_of(obj).get("name")}": must be '
-                            'spec.names.plural+"."+spec.group'))
-    versions = spec.get("versions") or []
-    if not versions or sum(1 for v in versions if isinstance(v, dict) and v.get("storage")) != 1:
-        causes.append(Cause(Cause.INVALID, "spec.versions", "Invalid value: must have exactly "
-                                                            "one version marked as storage version"))
-    if any((spec.get("group"), names.get("plural")) == rt.storage_key for rt in resources.BUILTINS):
-        causes.append(Cause(Cause.INVALID, "spec.names.plural", "Invalid value: already served"))
-    return causes
-
-
-def _check_pod_spec(spec: Any, where: str) -> list[Cause]:
-    if not isinstance(spec, dict):
-        return [Cause(Cause.REQUIRED, where, "Required value")]
-    containers = spec.get("containers")
-    if not containers:
-        return [Cause(Cause.REQUIRED, f"{where}.containers", "Required value")]
-    causes = []
-    for n, container in enumerate(containers):
-        if not isinstance(container, dict):
-            continue
-        name = container.get("name")
-        if not name:
-            causes.append(Cause(Cause.REQUIRED, f"{where}.containers[{n}].name", "Required value"))
-        elif name_problem("label", str(name)):
-            causes.append(Cause(Cause.INVALID, f"{where}.containers[{n}].name",
-                                f"Invalid value: {json.dumps(name)}: {name_problem('label', str(name))}"))
-        if not container.get("image"):
-            causes.append(Cause(Cause.REQUIRED, f"{where}.containers[{n}].image", "Required value"))
-    return causes
-
-
-def _check_pod(obj: Obj) -> list[Cause]:
-    return _check_pod_spec(obj.get("spec"), "spec")
-
-
-def _selected(selector: Any, labels: Any) -> bool:
-    match = (selector or {}).get("matchLabels") or {}
-    labels = labels or {}
-    return bool(match or (selector or {}).get("matchExpressions")) and all(
-        labels.get(k) == v for k, v in match.items()
-    )
-
-
-def _check_deployment(obj: Obj) -> list[Cause]:
-    spec = obj.get("spec") or {}
-    causes = _check_pod_spec((spec.get("template") or {}).get("spec"), "spec.template.spec")
-    selector = spec.get("selector")
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
-    if not selector:
-        causes.append(Cause(Cause.REQUIRED, "spec.selector", "Required value"))
-    elif not _selected(selector, labels):
-        causes.append(Cause(Cause.INVALID, "spec.template.metadata.labels",
-                            f"Invalid value: {json.dumps(labels)}: `selector` does not match "
-                            "template `labels`"))
-    return causes
-
-
-def _check_job(obj: Obj) -> list[Cause]:
-    spec = obj.get("spec") or {}
-    template = spec.get("template") or {}
-    causes = _check_pod_spec(template.get("spec"), "spec.template.spec")
-    policy = (template.get("spec") or {}).get("restartPolicy")
-    if policy not in ("OnFailure", "Never"):
-        said = f"Unsupported value: {json.dumps(policy)}: " if policy else "Required value: "
-        causes.append(Cause(Cause.NOT_SUPPORTED if policy else Cause.REQUIRED,
-                            "spec.template.spec.restartPolicy",
-                            f'{said}supported values: "OnFailure", "Never"'))
-    if spec.get("completionMode") == "Indexed" and spec.get("completions") is None:
-        causes.append(Cause(Cause.REQUIRED, "spec.completions",
-                            "Required value: when completion mode is Indexed"))
-    return causes
-
-
-def _check_service(obj: Obj) -> list[Cause]:
-    spec = obj.get("spec") or {}
-    if spec.get("clusterIP") != "None" and spec.get("type") != "ExternalName" and not spec.get("ports"):
-        return [Cause(Cause.REQUIRED, "spec.ports", "Required value")]
-    return []
-
-
-_STRATEGIES: dict[StorageKey, Callable[[Registry, Obj, Obj | None], None]] = {
-    NAMESPACES_KEY: _prepare_namespace,
-    ("", "pods"): _prepare_pod,
-    ("", "services"): _prepare_service,
-    ("apps", "deployments"): _prepare_deployment,
-    ("batch", "jobs"): _prepare_job,
-    CRD_STORAGE_KEY: _prepare_crd,
-}
-_CHECKS: dict[StorageKey, Callable[[Obj], list[Cause]]] = {
-    ("", "pods"): _check_pod,
-    ("", "services"): _check_service,
-    ("apps", "deployments"): _check_deployment,
-    ("batch", "jobs"): _check_job,
-    CRD_STORAGE_KEY: _check_crd,
-}
-
-
-def all_namespaced_keys(registry: Registry) -> Iterable[StorageKey]:
-    return {rt.storage_key for rt in registry.types() if rt.namespaced}
