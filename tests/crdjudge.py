@@ -121,7 +121,11 @@ def _cel_errors(node: dict[str, Any], value: Any, path: str) -> list[tuple[str, 
             errors.append((path, f"rule {rule['rule']!r} failed to evaluate: {exc}"))
             continue
         if not bool(ok):
-            errors.append((path, rule.get("message", f"failed rule: {rule['rule']}")))
+            where = path
+            if rule.get("fieldPath"):  # the API server reports the error at the rule's fieldPath
+                sub = rule["fieldPath"].lstrip(".")
+                where = f"{path}.{sub}" if path else sub
+            errors.append((where, rule.get("message", f"failed rule: {rule['rule']}")))
     if isinstance(value, dict):
         for name, sub in node.get("properties", {}).items():
             if name in value:

@@ -15,6 +15,7 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
+    DNS_1035_NAME_RULE,
     Condition,
     CrdInfo,
     DnsSubdomain,
@@ -23,6 +24,7 @@ from .common import (
     PrinterColumn,
     Quantity,
     Resource,
+    ServiceNamedMetadata,
     parse_quantity,
 )
 
@@ -391,8 +393,10 @@ class App(Resource):
             PrinterColumn(name="URL", type="string", json_path=".status.url"),
             PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
         ],
+        root_rules=[DNS_1035_NAME_RULE],
     )
     kind: str = "App"
+    metadata: ServiceNamedMetadata = {}  # type: ignore[assignment]
     spec: AppSpec
     status: AppStatus | None = None
 

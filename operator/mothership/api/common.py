@@ -14,8 +14,9 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, with_config
 from pydantic.alias_generators import to_camel
+from typing_extensions import TypedDict
 
 GROUP = "mothership.dev"
 VERSION = "v1alpha1"
@@ -157,6 +158,28 @@ class CrdInfo(Model):
     short_names: list[str] = []
     categories: list[str] = ["mothership"]
     printer_columns: list[PrinterColumn] = []
+    root_rules: list[dict[str, str]] = []
+    """CEL rules on the whole object, e.g. on metadata.name, which the spec cannot see."""
+
+
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035_NAME_RULE = {
+    "rule": f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS_1035}')",
+    "fieldPath": ".metadata.name",
+    "message": "must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, "
+    "at most 63 characters): it names the Service",
+}
+
+
+@with_config(ConfigDict(extra="allow"))
+class ServiceNamedMetadata(TypedDict, total=False):
+    """Metadata of an object whose name also names a Service: a DNS-1035 label.
+
+    A TypedDict, so the model keeps metadata as the plain dict the API sent,
+    while a bad name is reported at ``metadata.name`` like the CRD rule does.
+    """
+
+    name: Annotated[str, Field(pattern=DNS_1035, max_length=63)]
 
 
 class Resource(Model):

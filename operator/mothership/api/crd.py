@@ -125,6 +125,8 @@ def build_crd(resource: type[Resource]) -> Manifest:
         },
         "required": ["spec"],
     }
+    if info.root_rules:
+        root["x-kubernetes-validations"] = list(info.root_rules)
     version: dict[str, Any] = {
         "name": VERSION,
         "served": True,

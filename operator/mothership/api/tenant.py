@@ -108,15 +108,16 @@ class Isolation(Model):
 
     mode: IsolationMode = IsolationMode.STRICT
     """strict (default-deny from other namespaces) or none."""
-    allow_from: list[dict[str, str]] = Field(
+    allow_from: list[Annotated[dict[str, str], Field(min_length=1, max_length=20)]] = Field(
         default=[
             {"kubernetes.io/metadata.name": "ingress-nginx"},
             {"kubernetes.io/metadata.name": "monitoring"},
         ],
         max_length=20,
     )
-    """Namespace label selectors still admitted (the ingress controller, monitoring);
-    the tenant's own namespace and the operator's are always admitted."""
+    """Namespace label selectors still admitted (the ingress controller, monitoring); each needs at
+    least one label, since an empty selector would admit every namespace. The tenant's own namespace
+    and the operator's are always admitted."""
 
 
 class LoadTestLimits(Model):
