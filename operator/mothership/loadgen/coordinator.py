@@ -66,7 +66,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -310,7 +310,7 @@ class Coordinator:
     # --- steps --------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _client(self) -> Any:
+    async def _client(self) -> AsyncIterator[aiohttp.ClientSession]:
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         connector = aiohttp.TCPConnector(limit=200)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=self._headers) as s:

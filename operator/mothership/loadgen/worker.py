@@ -57,9 +57,11 @@ from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from ..api.loadtest import LoadTestSpec, load_spec
+from .exposition import StatsCollector
 from .plan import WorkerShare, worker_share
 from .stats import TERMINATION_MESSAGE_LIMIT, Stats, compact
 
@@ -218,7 +220,9 @@ class Worker:
         self._ended_loop: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self._prometheus: Any = None
+        self.registry = CollectorRegistry()
+        """What ``GET /metrics`` exposes: this worker's Stats, read at scrape time."""
+        self.registry.register(StatsCollector(self.stats, loadtest, index))
 
     # --- reading ------------------------------------------------------------
 
@@ -380,22 +384,8 @@ class Worker:
         return web.json_response(self.status())
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        body = generate_latest(self._registry())
+        body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def _registry(self) -> Any:
-        registry = self._prometheus
-        if registry is None:
-            from prometheus_client import CollectorRegistry
-
-            from .exposition import StatsCollector
-
-            registry = CollectorRegistry()
-            registry.register(StatsCollector(self.stats, self.loadtest, self.index))
-            self._prometheus = registry
-        return registry
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
