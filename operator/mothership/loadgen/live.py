@@ -25,7 +25,7 @@ from rich.text import Text
 from ..api.loadtest import LoadTestSpec, Percentiles, ThresholdResult
 from ..api.vocabulary import BY_NAME, Stat, Unit
 from .coordinator import Result, Verdict
-from .thresholds import can_recover
+from .thresholds import SYMBOLS, can_recover
 
 VERDICT_STYLE = {
     Verdict.PASSED: "bold green",
@@ -33,7 +33,6 @@ VERDICT_STYLE = {
     Verdict.STOPPED: "bold yellow",
     Verdict.ERRORED: "bold red",
 }
-SYMBOLS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
 # --- pure formatting ---------------------------------------------------------------------

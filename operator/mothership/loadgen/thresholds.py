@@ -37,6 +37,8 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
     "gte": operator.ge,
 }
 """The four comparisons a threshold may use, by their spec names."""
+SYMBOLS: dict[str, str] = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+"""How each comparison is written for people."""
 
 
 def evaluate_one(threshold: Threshold, snap: dict[str, Any], elapsed_seconds: float) -> ThresholdResult:
@@ -77,7 +79,6 @@ def abort_reasons(thresholds: Sequence[Threshold], results: Sequence[ThresholdRe
 
 def describe(result: ThresholdResult) -> str:
     """``http_req_duration p95 0.2513 !< 0.2`` style one-liner, base units."""
-    symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[result.op]
     value = "no data" if result.value is None else f"{result.value:.6g}"
     verdict = "" if result.ok else "!"
-    return f"{result.metric} {result.stat} {value} {verdict}{symbol} {result.limit:.6g}"
+    return f"{result.metric} {result.stat} {value} {verdict}{SYMBOLS[result.op]} {result.limit:.6g}"
