@@ -19,6 +19,7 @@ nothing about resource types.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -453,9 +454,9 @@ def render_path(path: Path) -> str:
         if isinstance(step, tuple):
             tag, ident = step
             if tag == "v":
-                out.append(f"[{ident!r}]")
+                out.append(f"[={json.dumps(ident)}]")
             else:
-                out.append("[" + ",".join(f"{k}={v!r}" for k, v in ident) + "]")
+                out.append("[" + ",".join(f"{k}={json.dumps(v)}" for k, v in ident) + "]")
         else:
             out.append(f".{step}")
     return "".join(out)
