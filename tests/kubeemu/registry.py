@@ -183,6 +183,7 @@ class Registry:
         *,
         manager: str,
         dry_run: bool = False,
+        strict: bool = False,
         owners: dict[str, FieldSet] | None = None,
     ) -> Obj:
         obj = self._accept_body(rt, body, namespace)
@@ -199,7 +200,7 @@ class Registry:
             meta["generation"] = 1
         if rt.status:
             obj.pop("status", None)
-        obj = self._prepare(rt, obj, None)
+        obj = self._prepare(rt, obj, None, strict)
         self._validate(rt, obj, None)
         ns = str(meta.get("namespace") or "")
         if rt.namespaced:
@@ -245,10 +246,12 @@ class Registry:
         subresource: str | None,
         manager: str,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> Obj:
         old = self._existing(rt, namespace, name)
         new = self._accept_body(rt, body, namespace, name)
-        return self._update(rt, old, new, subresource=subresource, manager=manager, dry_run=dry_run)
+        return self._update(rt, old, new, subresource=subresource, manager=manager,
+                            dry_run=dry_run, strict=strict)
 
     def patch(
         self,
@@ -262,6 +265,7 @@ class Registry:
         manager: str | None,
         force: bool,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> tuple[Obj, bool]:
         """Apply a patch; returns (object, created). Only apply patches may create."""
         if content_type not in PATCH_TYPES:
@@ -273,7 +277,8 @@ class Registry:
                 raise errors.invalid("meta.k8s.io", "PatchOptions", "", [Cause(
                     Cause.REQUIRED, "fieldManager", "Required value: is required for apply patch"
                 )])
-            return self._apply(rt, namespace, name, raw, subresource, manager, force, dry_run)
+            return self._apply(rt, namespace, name, raw, subresource, manager, force, dry_run,
+                               strict)
         if force:
             raise errors.invalid("meta.k8s.io", "PatchOptions", "", [Cause(
                 Cause.FORBIDDEN, "force", "Forbidden: may not be specified for non-apply patch"
@@ -303,7 +308,7 @@ class Registry:
             )])
         new = self._accept_body(rt, result, namespace, name)
         updated = self._update(rt, old, new, subresource=subresource, manager=manager or "unknown",
-                               dry_run=dry_run)
+                               dry_run=dry_run, strict=strict)
         return updated, False
 
     def _apply(
@@ -316,6 +321,7 @@ class Registry:
         manager: str,
         force: bool,
         dry_run: bool,
+        strict: bool,
     ) -> tuple[Obj, bool]:
         try:
             config = yaml.safe_load(raw.decode() if raw else "")
@@ -358,10 +364,10 @@ class Registry:
             if subresource:
                 raise errors.not_found(rt.group, rt.plural, name)
             return self.create(rt, namespace, result, manager=manager, dry_run=dry_run,
-                               owners=table), True
+                               strict=strict, owners=table), True
         new = self._accept_body(rt, result, namespace, name)
         updated = self._update(rt, old, new, subresource=subresource, manager=manager,
-                               dry_run=dry_run, owners=table)
+                               dry_run=dry_run, strict=strict, owners=table)
         return updated, False
 
     def _update(
@@ -373,6 +379,7 @@ class Registry:
         subresource: str | None,
         manager: str,
         dry_run: bool = False,
+        strict: bool = False,
         owners: dict[str, FieldSet] | None = None,
     ) -> Obj:
         meta, old_meta = new["metadata"], meta_of(old)
@@ -407,7 +414,7 @@ class Registry:
                     "Forbidden: no new finalizers can be added if the object is being deleted, "
                     f"found new finalizers {json.dumps(added)}",
                 )])
-        new = self._prepare(rt, new, old)
+        new = self._prepare(rt, new, old, strict)
         self._validate(rt, new, old)
         if rt.generation and _spec_part(rt, new) != _spec_part(rt, old):
             new["metadata"]["generation"] = int(old_meta.get("generation") or 0) + 1
@@ -654,10 +661,18 @@ class Registry:
             meta["name"] = name
         return obj
 
-    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
-        """Defaulting: the structural schema's, then the type's strategy."""
+    def _prepare(self, rt: ResourceType, obj: Obj, old: Obj | None, strict: bool = False) -> Obj:
+        """Defaulting: the structural schema's, then the type's strategy.
+
+        Unknown fields of custom resources are pruned, or with ``fieldValidation=Strict``
+        rejected with a 400, as the real server does.
+        """
         if rt.schema is not None:
-            obj = schema.prepare(obj, rt.schema)
+            unknown: list[str] = []
+            obj = schema.prepare(obj, rt.schema, unknown)
+            if strict and unknown:
+                fields = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+                raise errors.bad_request(f"strict decoding error: {fields}")
         strategies.prepare(self, rt, obj, old)
         return obj
 

@@ -26,10 +26,13 @@ Obj = dict[str, Any]
 _ROOT_FIELDS = ("apiVersion", "kind", "metadata")
 
 
-def prepare(obj: Obj, schema: Obj) -> Obj:
-    """Default, then prune, a custom resource about to be stored (a new object)."""
+def prepare(obj: Obj, schema: Obj, unknown: list[str] | None = None) -> Obj:
+    """Default, then prune, a custom resource about to be stored.
+
+    Paths of pruned fields are appended to ``unknown`` (for ``fieldValidation=Strict``).
+    """
     result = _default(clone(obj), schema, root=True)
-    pruned = _prune(result, schema, root=True)
+    pruned = _prune(result, schema, True, "", unknown if unknown is not None else [])
     return pruned if isinstance(pruned, dict) else {}
 
 
@@ -70,7 +73,7 @@ def _default(value: Any, schema: Obj, root: bool = False) -> Any:
     return value
 
 
-def _prune(value: Any, schema: Obj, root: bool = False) -> Any:
+def _prune(value: Any, schema: Obj, root: bool, path: str, unknown: list[str]) -> Any:
     if schema.get("x-kubernetes-int-or-string"):
         return value
     if isinstance(value, dict):
@@ -86,14 +89,17 @@ def _prune(value: Any, schema: Obj, root: bool = False) -> Any:
                 sub = props[key]
                 if sub_value is None and not sub.get("nullable"):
                     continue
-                result[key] = _prune(sub_value, sub)
+                result[key] = _prune(sub_value, sub, False, f"{path}.{key}", unknown)
             elif isinstance(extra, dict):
-                result[key] = _prune(sub_value, extra)
+                result[key] = _prune(sub_value, extra, False, f"{path}.{key}", unknown)
             elif preserve or extra is True:
                 result[key] = sub_value
+            else:
+                unknown.append(f"{path}.{key}")
         return result
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_prune(item, schema["items"]) for item in value]
+        return [_prune(item, schema["items"], False, f"{path}[{n}]", unknown)
+                for n, item in enumerate(value)]
     return value
 
 

@@ -224,6 +224,7 @@ class Emulator:
                                             "requested resource")
         self.calls[(verb, rt.group, rt.plural, sub or "")] += 1
         dry_run = query.get("dryRun") == "All"
+        strict = query.get("fieldValidation") == "Strict"
         agent = request.headers.get("User-Agent", "").split("/")[0] or "unknown"
         manager = query.get("fieldManager") or agent
         if verb in ("list", "watch", "deletecollection"):
@@ -267,19 +268,19 @@ class Emulator:
                 manager = ""
             obj, created = self.registry.patch(
                 rt, namespace, name or "", raw, content_type, subresource=sub,
-                manager=manager or None, force=force, dry_run=dry_run,
+                manager=manager or None, force=force, dry_run=dry_run, strict=strict,
             )
             return _json(obj, 201 if created else 200)
         body = _decode(raw)
         if verb == "create":
             return _json(self.registry.create(rt, namespace, body, manager=manager,
-                                              dry_run=dry_run), 201)
+                                              dry_run=dry_run, strict=strict), 201)
         if sub == "scale":
             return _json(self.registry.write_scale(rt, namespace, name or "", body, manager))
         if sub == "finalize":
             return _json(self.registry.finalize_namespace(name or "", body))
         return _json(self.registry.replace(rt, namespace, name or "", body, subresource=sub,
-                                           manager=manager, dry_run=dry_run))
+                                           manager=manager, dry_run=dry_run, strict=strict))
 
     async def _delete_options(self, request: web.BaseRequest) -> Obj:
         options: Obj = {}

@@ -175,6 +175,15 @@ async def test_defaults_are_applied_and_unknown_fields_pruned(api: Api) -> None:
     assert "topLevel" not in created
 
 
+async def test_strict_field_validation_rejects_unknown_fields_instead_of_pruning(api: Api) -> None:
+    await register(api)
+    status, body = await api.post(WIDGETS, widget(unknown="x"), fieldValidation="Strict")
+    assert status == 400
+    assert body["message"] == 'strict decoding error: unknown field "spec.unknown"'
+    status, _ = await api.post(WIDGETS, widget(unknown="x"), fieldValidation="Ignore")
+    assert status == 201
+
+
 async def test_map_lists_merge_by_key_in_server_side_apply(api: Api) -> None:
     await register(api)
     first = widget(ports=[{"name": "http", "port": 80}])
