@@ -43,6 +43,9 @@ VERSION = {
     "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23",
     "compiler": "gc", "platform": "linux/amd64",
 }
+#: Request bodies the emulator decodes. Protobuf (which ``kubectl create <kind>`` sends
+#: for built-ins) is answered with 415; ``kubectl apply|create -f`` send JSON.
+BODY_TYPES = ("application/json", "application/yaml", "")
 MAX_BODY = 16 * 1024 * 1024  # bytes; CRDs with large schemas exceed aiohttp's 1 MiB default
 logger = logging.getLogger(__name__)
 
@@ -271,6 +274,9 @@ class Emulator:
                 manager=manager or None, force=force, dry_run=dry_run, strict=strict,
             )
             return _json(obj, 201 if created else 200)
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if content_type not in BODY_TYPES:  # e.g. protobuf, which kubectl tries for built-ins
+            raise errors.unsupported_media_type(content_type, list(BODY_TYPES))
         body = _decode(raw)
         if verb == "create":
             return _json(self.registry.create(rt, namespace, body, manager=manager,

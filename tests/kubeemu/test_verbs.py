@@ -159,6 +159,11 @@ async def test_an_undecodable_patch_is_400_bad_request(api: Api) -> None:
         assert status == 400 and body["reason"] == "BadRequest", content_type
 
 
+async def test_a_body_in_an_unsupported_encoding_is_415(api: Api) -> None:
+    status, body = await api.request("POST", CMS, b"k8s\x00...", "application/vnd.kubernetes.protobuf")
+    assert status == 415 and body["reason"] == "UnsupportedMediaType"
+
+
 async def test_an_unknown_patch_content_type_is_415(api: Api) -> None:
     await api.post(CMS, {"metadata": {"name": "a"}})
     status, body = await api.patch(f"{CMS}/a", {"data": {}}, "text/plain")
