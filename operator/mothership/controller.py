@@ -112,6 +112,32 @@ def settings(config: Config) -> kopf.OperatorSettings:
     return s
 
 
+class _OnlyOurInfo(logging.Filter):
+    """Posting filter: kopf's own INFO chatter stays in the log, not in the tenant's Events.
+
+    With ``posting.loggers`` on, kopf would post "Handler 'app_changed' succeeded."
+    and "Creation is processed: 1 succeeded; 0 failed." as an Event for every
+    object on every change: two API writes per App that tell a tenant nothing.
+    Our handlers' INFO lines, and every WARNING and ERROR (kopf's "failed
+    temporarily: ..." included), are still posted.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return f"{os.sep}kopf{os.sep}" not in record.pathname
+
+
+def quiet_kopf_chatter() -> bool:
+    """Attach :class:`_OnlyOurInfo` to kopf's Event poster; False if kopf's layout changed."""
+    found = False
+    for handler in logging.getLogger("kopf.objects").handlers:
+        if type(handler).__name__ == "K8sPoster":
+            handler.addFilter(_OnlyOurInfo())
+            found = True
+    return found
+
+
 # --- /healthz and /metrics ----------------------------------------------------------
 
 
@@ -182,6 +208,8 @@ def register_handlers() -> list[str]:
 async def operate(config: Config, *, stop: asyncio.Event | None = None) -> None:
     """Run kopf and the probe server until ``stop`` is set or a signal arrives."""
     modules = register_handlers()
+    if not quiet_kopf_chatter():
+        logger.warning("kopf's event poster not found: kopf's INFO chatter will be posted as Events")
     kube = Kube.connect()
     memo = kopf.Memo(kube=kube, config=config)
     ready = asyncio.Event()

@@ -30,6 +30,7 @@ import datetime
 import json
 import logging
 import ssl
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,13 +175,17 @@ class Credentials:
     key_path: str | None = None
     insecure: bool = False
     refresh: Any = None  # the kubernetes Configuration, when its token can be refreshed
+    refresh_every: float = 60.0
+    """Seconds between calls of the loader's refresh hook (it may re-read files or run a plugin)."""
+    _refreshed_at: float = -1e9
 
     def header(self) -> str | None:
-        if self.refresh is not None:
+        if self.refresh is not None and time.monotonic() - self._refreshed_at > self.refresh_every:
             cfg = self.refresh
             value = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
                 "authorization")
-            return str(value) if value else self.authorization
+            self.authorization = str(value) if value else self.authorization
+            self._refreshed_at = time.monotonic()
         return self.authorization
 
     def ssl_context(self) -> ssl.SSLContext | bool:
