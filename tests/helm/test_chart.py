@@ -179,6 +179,13 @@ def test_more_replicas_run_with_peering_and_ship_kopf_peering_crds_and_object(
     assert _env(container)["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
+def test_the_operator_knows_its_own_namespace_for_tenant_network_policies(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    _, container = _operator(rendered["defaults"])
+    assert _env(container)["MOTHERSHIP_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
 def test_namespaced_peering_keeps_one_kopfpeering_per_watched_namespace(
     rendered: dict[str, list[Manifest]],
 ) -> None:
