@@ -79,8 +79,7 @@ class Registry:
         self._next_ip = 0
         self._rebuild_types()
         for name in INITIAL_NAMESPACES:
-            self.create(self.type("", "v1", "namespaces"), None, {"metadata": {"name": name}},
-                        manager="kube-apiserver")
+            self.create(self.type("", "v1", "namespaces"), None, {"metadata": {"name": name}})
 
     # --- resource types ------------------------------------------------------------
 
@@ -144,17 +143,17 @@ class Registry:
     ) -> Obj:
         with self.store.lock:
             revision = str(self.store.revision)
-            start = ""
+            start: tuple[str, str] | None = None
             if token:
                 try:
                     decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-                    revision, start = decoded["rv"], decoded["start"]
+                    revision, start = str(decoded["rv"]), tuple(decoded["start"])
                 except (ValueError, KeyError, TypeError):
                     raise errors.bad_request(f"continue key is not valid: {token}") from None
             items: list[Obj] = []
             more = False
             for obj in self.store.iter(rt.storage_key, namespace):
-                if start and _position(obj) <= start:
+                if start is not None and _position(obj) <= start:
                     continue
                 if matches is not None and not matches(obj):
                     continue
@@ -181,11 +180,11 @@ class Registry:
         namespace: str | None,
         body: Any,
         *,
-        manager: str,
         dry_run: bool = False,
         strict: bool = False,
         owners: dict[str, FieldSet] | None = None,
     ) -> Obj:
+        """POST. Field ownership starts untracked unless ``owners`` (from an apply)."""
         obj = self._accept_body(rt, body, namespace)
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
@@ -363,8 +362,8 @@ class Registry:
         if old is None:
             if subresource:
                 raise errors.not_found(rt.group, rt.plural, name)
-            return self.create(rt, namespace, result, manager=manager, dry_run=dry_run,
-                               strict=strict, owners=table), True
+            return self.create(rt, namespace, result, dry_run=dry_run, strict=strict,
+                               owners=table), True
         new = self._accept_body(rt, result, namespace, name)
         updated = self._update(rt, old, new, subresource=subresource, manager=manager,
                                dry_run=dry_run, strict=strict, owners=table)
@@ -689,9 +688,10 @@ class Registry:
         return f"10.96.{self._next_ip // 250}.{self._next_ip % 250 + 1}"
 
 
-def _position(obj: Obj) -> str:
+def _position(obj: Obj) -> tuple[str, str]:
+    """Where an object sits in the store's iteration order (namespace, then name)."""
     meta = meta_of(obj)
-    return f"{meta.get('namespace') or ''}/{meta['name']}"
+    return (str(meta.get("namespace") or ""), str(meta["name"]))
 
 
 def _without_revision(obj: Obj) -> Obj:

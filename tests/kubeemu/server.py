@@ -279,8 +279,8 @@ class Emulator:
             raise errors.unsupported_media_type(content_type, list(BODY_TYPES))
         body = _decode(raw)
         if verb == "create":
-            return _json(self.registry.create(rt, namespace, body, manager=manager,
-                                              dry_run=dry_run, strict=strict), 201)
+            return _json(self.registry.create(rt, namespace, body, dry_run=dry_run,
+                                              strict=strict), 201)
         if sub == "scale":
             return _json(self.registry.write_scale(rt, namespace, name or "", body, manager))
         if sub == "finalize":

@@ -88,20 +88,21 @@ async def test_a_list_carries_its_resource_version_and_typed_items_no_type_meta(
 
 
 async def test_limit_and_continue_page_through_a_list(api: Api) -> None:
+    await api.post("/api/v1/namespaces", {"metadata": {"name": "default-b"}})
     for n in range(5):
-        await make(api, f"cm-{n}")
+        await make(api, f"cm-{n}", namespace="default" if n % 2 else "default-b")
     seen: list[str] = []
     token = None
     pages = 0
     while True:
         params = {"limit": "2", **({"continue": token} if token else {})}
-        _, body = await api.get(CMS, **params)
+        _, body = await api.get("/api/v1/configmaps", **params)
         seen += [i["metadata"]["name"] for i in body["items"]]
         pages += 1
         token = body["metadata"].get("continue")
         if not token:
             break
-    assert seen == [f"cm-{n}" for n in range(5)] and pages == 3
+    assert seen == ["cm-1", "cm-3", "cm-0", "cm-2", "cm-4"] and pages == 3
 
 
 async def test_put_replaces_the_whole_object(api: Api) -> None:
