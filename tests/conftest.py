@@ -140,3 +140,7 @@ async def serve_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# The API emulator fixture `kube` (tests/kubeemu/fixtures.py).
+pytest_plugins = ["tests.kubeemu.fixtures"]
