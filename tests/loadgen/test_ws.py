@@ -7,6 +7,7 @@ from typing import Any
 
 from mothership.api.loadtest import WebSocketSession
 from mothership.loadgen.engine import clock_for
+from mothership.loadgen.histogram import bucket_index
 from mothership.loadgen.stats import Stats
 from mothership.loadgen.ws import WsSession, prepare_session, ws_url
 
@@ -36,7 +37,13 @@ async def test_as_fast_as_echoed_counts_every_round_trip(target_server: TargetSe
     assert c["ws_msgs_sent"] > 20
     assert c["ws_msgs_received"] in (c["ws_msgs_sent"], c["ws_msgs_sent"] - 1)
     assert c["ws_bytes_sent"] == 7 * c["ws_msgs_sent"]
-    assert snap["histograms"]["ws_msg_latency"]["count"] == c["ws_msgs_received"]
+    latency = snap["histograms"]["ws_msg_latency"]
+    assert latency["count"] == c["ws_msgs_received"]
+    # the inlined hot path puts values in the buckets Histogram.record would
+    assert bucket_index(latency["min"]) == latency["offset"]
+    assert bucket_index(latency["max"]) == latency["offset"] + len(latency["counts"]) - 1
+    assert sum(latency["counts"]) + latency["underflow"] + latency["overflow"] == latency["count"]
+    assert 0 < latency["min"] <= latency["max"] < 1
     assert snap["histograms"]["ws_connecting"]["count"] == 1
     assert snap["errors"] == {}
     assert snap["gauges"]["ws_connections"] == {"current": 0, "peak": 1}
@@ -98,8 +105,8 @@ async def test_a_refused_connection_is_a_handshake_failure_of_class_connect(refu
 
 
 async def test_pings_are_answered_and_the_session_stays_clean(target_server: TargetServer) -> None:
-    stats = await session(target_server.url, path="/ws/echo", interval="1s", hold="160ms",
-                          pingInterval="30ms")
+    stats = await session(target_server.url, path="/ws/echo", interval="1s", hold="220ms",
+                          pingInterval="50ms")
     assert stats.errors_total() == 0
     assert stats.ws_abnormal_closures == 0
 

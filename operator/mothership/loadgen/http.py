@@ -120,26 +120,69 @@ def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection; forwards to its HttpClient, which ignores stale connections."""
+    """One TCP (or TLS) connection and its response parser.
 
-    __slots__ = ("client", "parser", "transport")
+    The hot path lives here: ``data_received`` feeds llhttp and, once a
+    response is complete, hands it to the client. Callbacks of a connection
+    the client has given up on are ignored.
+    """
+
+    __slots__ = ("client", "complete", "keep_alive", "parser", "transport")
 
     def __init__(self, client: HttpClient) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(client)
+        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False
+        self.keep_alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.client._data(self, data)
+        client = self.client
+        if client._conn is not self:
+            return
+        client._rx += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.complete = True
+        except httptools.HttpParserError:
+            if client._inflight:
+                client._fail(ErrorClass.PROTOCOL)
+            return
+        if self.complete:
+            self.complete = False
+            if client._inflight:
+                client._finish(self)
+
+    # httptools callbacks (llhttp calls only those defined)
+    def on_message_complete(self) -> None:
+        """Handled after feed_data returns; keep-alive must be read now (llhttp resets it next)."""
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._lost(self)
+
+
+class _HeadConnection(_Connection):
+    """A connection of a scenario with HEAD requests: their responses end with the headers.
+
+    A separate class so that other connections do not pay for an
+    ``on_headers_complete`` callback on every response.
+    """
+
+    __slots__ = ()
+
+    def on_headers_complete(self) -> None:
+        if self.client._req.head:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
 
 
 class HttpClient:
@@ -150,6 +193,11 @@ class HttpClient:
     open model's arrival time), later ones from when they were due. ``close()``
     abandons any request in flight, unrecorded (the engine calls it after
     gracefulStop).
+
+    ``repeat``, when set, is asked at the end of each iteration with the clock
+    time; True starts the next iteration at once without calling ``on_done``.
+    That is the closed model's fast path: no per-iteration bookkeeping above
+    this class (bench/http_rps.py: engine/bare 0.78 -> see the commit).
     """
 
     def __init__(self, target: Target, requests: list[PreparedRequest], scenario_index: int,
@@ -158,6 +206,8 @@ class HttpClient:
             raise ValueError("an HttpClient needs at least one request")
         self._target = target
         self._requests = requests
+        self._n = len(requests)
+        self._protocol = _HeadConnection if any(r.head for r in requests) else _Connection
         self._si = scenario_index
         self._stats = stats
         self._now = now
@@ -166,13 +216,12 @@ class HttpClient:
         self._connect_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._on_done: Callable[[], None] | None = None
+        self.repeat: Callable[[float], bool] | None = None
         self._i = 0
         self._req = requests[0]
         self._sent_at = 0.0
         self._deadline = 0.0
         self._inflight = False
-        self._complete = False
-        self._keep_alive = True
         self._rx = 0
         self._on_conn = 0  # responses completed on the current connection
         self._retried = False
@@ -203,24 +252,27 @@ class HttpClient:
             conn.transport.abort()
 
     def _start(self, scheduled: float) -> None:
+        """Send request ``self._i``, due at ``scheduled`` (also the clock time now, or close to it)."""
         if self._closed:
             return
         req = self._req = self._requests[self._i]
         self._sent_at = scheduled
         self._retried = False
-        self._deadline = self._now() + req.timeout
+        self._deadline = scheduled + req.timeout
         self._inflight = True
-        self._arm_timer()
-        if self._conn is None:
+        if self._timer is None:
+            self._arm_timer()
+        conn = self._conn
+        if conn is None:
             self._connect()
         else:
-            self._send()
+            self._rx = 0
+            conn.transport.write(req.data)  # type: ignore[union-attr]
 
     def _send(self) -> None:
-        self._rx = 0
-        self._complete = False
         conn = self._conn
         assert conn is not None and conn.transport is not None
+        self._rx = 0
         conn.transport.write(self._req.data)
 
     def _connect(self) -> None:
@@ -230,7 +282,7 @@ class HttpClient:
         target = self._target
         try:
             _, conn = await self._loop.create_connection(
-                lambda: _Connection(self), target.host, target.port, ssl=target.ssl,
+                lambda: self._protocol(self), target.host, target.port, ssl=target.ssl,
                 server_hostname=target.host if target.ssl else None)
         except asyncio.CancelledError:
             raise
@@ -252,8 +304,7 @@ class HttpClient:
     # --- timeout: one timer per connection, re-armed lazily ----------------
 
     def _arm_timer(self) -> None:
-        if self._timer is None:
-            self._timer = self._loop.call_later(max(self._deadline - self._now(), 0.0), self._on_timer)
+        self._timer = self._loop.call_later(max(self._deadline - self._now(), 0.0), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -270,39 +321,6 @@ class HttpClient:
 
     # --- connection callbacks -----------------------------------------------
 
-    def _data(self, conn: _Connection, data: bytes) -> None:
-        if conn is not self._conn:
-            return
-        self._rx += len(data)
-        try:
-            conn.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._complete = True
-        except httptools.HttpParserError:
-            if self._inflight:
-                self._fail(ErrorClass.PROTOCOL)
-            return
-        if self._complete and self._inflight:
-            self._finish(conn)
-
-    def on_headers_complete(self) -> None:
-        """httptools callback: a HEAD response ends with its headers."""
-        if self._req.head:
-            self._complete = True
-            conn = self._conn
-            if conn is not None:
-                self._keep_alive = conn.parser.should_keep_alive()
-
-    def on_message_complete(self) -> None:
-        """httptools callback: the response is complete (handled after feed_data returns).
-
-        Keep-alive must be read here: llhttp resets its flags once the callback returns.
-        """
-        self._complete = True
-        conn = self._conn
-        if conn is not None:
-            self._keep_alive = conn.parser.should_keep_alive()
-
     def _lost(self, conn: _Connection) -> None:
         if conn is not self._conn:
             return
@@ -318,49 +336,70 @@ class HttpClient:
     # --- outcomes -----------------------------------------------------------
 
     def _finish(self, conn: _Connection) -> None:
-        self._complete = False
+        """A complete response on ``conn``: record it, then send the next request (the hot path)."""
         self._inflight = False
         req = self._req
+        t = self._now()
         status = conn.parser.get_status_code()
-        keep = self._keep_alive and not req.head
-        self._stats.http(self._si, status if 100 <= status < 600 else 0, self._now() - self._sent_at,
+        self._stats.http(self._si, status if 100 <= status < 600 else 0, t - self._sent_at,
                          len(req.data), self._rx)
         if status not in req.expect:
             self._stats.error(self._si, ErrorClass.STATUS)
         self._on_conn += 1
-        if req.head:
-            conn.parser = httptools.HttpResponseParser(self)
-        if not keep:
+        if req.head:  # llhttp cannot be told a response has no body: start afresh
+            conn.parser = httptools.HttpResponseParser(conn)
+        if not conn.keep_alive or req.head:
             self._conn = None
             if conn.transport is not None:
                 conn.transport.close()
-        self._advance()
+        if self._closed:
+            return
+        if req.think_time > 0:
+            self._i += 1
+            self._loop.call_later(req.think_time, self._continue, t + req.think_time)
+            return
+        i = self._i + 1
+        if i < self._n:
+            self._i = i
+            self._start(t)
+            return
+        repeat = self.repeat
+        if repeat is not None and repeat(t):
+            self._i = 0
+            self._start(t)
+            return
+        self._end_iteration()
 
     def _fail(self, error_class: ErrorClass) -> None:
         self._inflight = False
-        self._stats.error(self._si, error_class, self._now() - self._sent_at)
+        t = self._now()
+        self._stats.error(self._si, error_class, t - self._sent_at)
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
             conn.transport.abort()
-        self._advance()
-
-    def _advance(self) -> None:
         if self._closed:
             return
         think = self._req.think_time
         self._i += 1
         if think > 0:
-            due = self._now() + think
-            self._loop.call_later(think, self._continue, due)
+            self._loop.call_later(think, self._continue, t + think)
         else:
-            self._continue(self._now())
+            self._continue(t)
 
     def _continue(self, scheduled: float) -> None:
         if self._closed:
             return
-        if self._i < len(self._requests):
+        if self._i < self._n:
             self._start(scheduled)
-        else:
-            done = self._on_done
-            if done is not None:
-                done()
+            return
+        repeat = self.repeat
+        if repeat is not None and repeat(scheduled):
+            self._i = 0
+            self._start(scheduled)
+            return
+        self._end_iteration()
+
+    def _end_iteration(self) -> None:
+        done = self._on_done
+        if done is not None:
+            done()

@@ -27,6 +27,7 @@ This module knows nothing of the coordinator, the worker's HTTP server or Kubern
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +63,8 @@ class VirtualUser:
     survive across iterations.
     """
 
-    __slots__ = ("_clients", "_on_done", "_scenario", "_scheduled", "_task", "busy", "ctx", "slot")
+    __slots__ = ("_clients", "_on_done", "_repeat", "_scenario", "_scheduled", "_task", "busy", "ctx",
+                 "slot")
 
     def __init__(self, ctx: Context, slot: int = 0) -> None:
         self.ctx = ctx
@@ -74,9 +76,16 @@ class VirtualUser:
         self._on_done: Callable[[VirtualUser], None] | None = None
         self._scenario = 0
         self._scheduled = 0.0
+        self._repeat: Callable[[float], bool] | None = None
+        """The closed model's keep-going predicate for this virtual user (made once)."""
 
-    def iterate(self, scenario: int, scheduled: float, on_done: Callable[[VirtualUser], None]) -> None:
-        """Start one iteration of ``scenario`` due at ``scheduled``; ``on_done(self)`` when it ends."""
+    def iterate(self, scenario: int, scheduled: float, on_done: Callable[[VirtualUser], None],
+                repeat: Callable[[float], bool] | None = None) -> None:
+        """Start one iteration of ``scenario`` due at ``scheduled``; ``on_done(self)`` when it ends.
+
+        ``repeat`` (closed model, HTTP-only scenarios) lets the HttpClient loop
+        on its own while ``repeat(clock time)`` is true; see HttpClient.repeat.
+        """
         self.busy = True
         self._scenario = scenario
         self._on_done = on_done
@@ -86,6 +95,7 @@ class VirtualUser:
             if client is None:
                 client = self._clients[scenario] = HttpClient(
                     ctx.target, ctx.requests[scenario], scenario, ctx.stats, ctx.now, ctx.loop)
+            client.repeat = repeat if ctx.sessions[scenario] is None else None
             client.iterate(scheduled, self._after_http)
         else:
             self._after_http()
@@ -188,7 +198,7 @@ class ClosedModel(Model):
     def _retarget(self) -> None:
         ctx = self.ctx
         now = ctx.now()
-        self.target = list(ctx.share.virtual_users_at(now - self.start_time))
+        self.target[:] = ctx.share.virtual_users_at(now - self.start_time)  # in place: keep_going reads it
         for s, want in enumerate(self.target):
             pool = self.by_scenario[s]
             while len(pool) < want:
@@ -202,14 +212,21 @@ class ClosedModel(Model):
     def _activate(self, vu: VirtualUser, scenario: int, now: float) -> None:
         self.active += 1
         self.ctx.stats.virtual_users = self.active
-        vu.iterate(scenario, now, self._again)
+        if vu._repeat is None:
+            slot, target = vu.slot, self.target
+
+            def keep_going(t: float) -> bool:
+                return t < self.end_time and slot < target[scenario]
+
+            vu._repeat = keep_going
+        vu.iterate(scenario, now, self._again, vu._repeat)
 
     def _again(self, vu: VirtualUser) -> None:
         ctx = self.ctx
         scenario = vu._scenario
         now = ctx.now()
         if not ctx.stopping.is_set() and vu.slot < self.target[scenario] and now < self.end_time:
-            vu.iterate(scenario, now, self._again)
+            vu.iterate(scenario, now, self._again, vu._repeat)
             return
         self.active -= 1
         ctx.stats.virtual_users = self.active
@@ -218,11 +235,13 @@ class ClosedModel(Model):
     def drain(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        self.end_time = -math.inf  # every keep_going answers no from now on
         super().drain()
 
     def abort(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        self.end_time = -math.inf
         self.active = 0
         super().abort()
 

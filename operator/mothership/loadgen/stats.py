@@ -93,8 +93,8 @@ class Stats:
         self.ws_msgs_received = 0
         self.ws_bytes_sent = 0
         self.ws_bytes_received = 0
-        self.data_sent = 0
-        self.data_received = 0
+        self.http_bytes_sent = 0
+        self.http_bytes_received = 0
         self.dropped_iterations = 0
         self._virtual_users = 0
         self.virtual_users_peak = 0
@@ -107,8 +107,8 @@ class Stats:
         """A response arrived (any status 100..599) after ``seconds``; ``sent``/``received`` in bytes."""
         self.http_counts[scenario_index * 6 + status // 100] += 1
         self.http_req_duration.record(seconds)
-        self.data_sent += sent
-        self.data_received += received
+        self.http_bytes_sent += sent
+        self.http_bytes_received += received
 
     def error(self, scenario_index: int, error_class: ErrorClass, seconds: float | None = None) -> None:
         """Count one error. With ``seconds``, it is an HTTP request that got no response (see module doc)."""
@@ -149,15 +149,29 @@ class Stats:
         """One message of ``nbytes`` payload bytes was sent."""
         self.ws_msgs_sent += 1
         self.ws_bytes_sent += nbytes
-        self.data_sent += nbytes
 
     def ws_received(self, nbytes: int, latency_seconds: float | None) -> None:
         """One message arrived; ``latency_seconds`` is its round trip when it answered one we sent."""
         self.ws_msgs_received += 1
         self.ws_bytes_received += nbytes
-        self.data_received += nbytes
         if latency_seconds is not None:
             self.ws_msg_latency.record(latency_seconds)
+
+    # --- derived counters ---------------------------------------------------
+
+    @property
+    def data_sent(self) -> int:
+        """Bytes sent, all protocols: HTTP request bytes plus WebSocket payload bytes.
+
+        Derived rather than counted so the WebSocket hot path adds one counter
+        less per message (bench/ws_msgs.py).
+        """
+        return self.http_bytes_sent + self.ws_bytes_sent
+
+    @property
+    def data_received(self) -> int:
+        """Bytes received, all protocols: HTTP response bytes plus WebSocket payload bytes."""
+        return self.http_bytes_received + self.ws_bytes_received
 
     # --- gauges -------------------------------------------------------------
 

@@ -9,7 +9,8 @@ A session: handshake (extra headers, subprotocols offered in
 Sec-WebSocket-Protocol) within ``connectTimeout``; then messages sent every
 ``interval``, or, with ``interval: 0s``, the next one as soon as the reply to
 the previous arrives; replies checked against ``expect`` (echo: equal to
-what was sent; pattern: a regex match; any; none); optional pings; after
+what was sent; pattern: a regex match; any; none); optional pings (a ping
+still unanswered a whole interval later is a ``protocol`` error); after
 ``hold`` (or when the engine stops) a normal close with code 1000.
 
 What is recorded (Stats): sessions started, connect time, handshake failures
@@ -25,6 +26,7 @@ This module knows nothing of load models, the coordinator or Kubernetes.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import ssl
 from collections import deque
@@ -46,6 +48,10 @@ from picows import (
 from ..api.common import parse_duration
 from ..api.loadtest import WebSocketSession, WsExpect
 from ..api.vocabulary import ErrorClass
+from .histogram import _SHIFT, _TWICE_SUB
+from .histogram import BUCKETS as _BUCKETS
+from .histogram import LOWEST as _LOWEST
+from .histogram import SUB_BUCKETS as _SUB
 from .stats import Stats
 
 Clock = Callable[[], float]
@@ -53,6 +59,8 @@ Clock = Callable[[], float]
 READ_BUFFER_BYTES = 2048
 """picows grows its read buffer on demand; starting small keeps 20k idle sessions under 1 GiB."""
 
+_frexp = math.frexp
+_int = int
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CLOSE = WSMsgType.CLOSE
@@ -113,6 +121,40 @@ class _SessionListener(WSListener):
         msg_type = frame.msg_type
         r = self.r
         if msg_type is _TEXT or msg_type is _BINARY:
+            if r.fast_echo and frame.get_payload_as_memoryview() == r.payload and r.sent_at:
+                # The as-fast-as-echoed hot path, inlined: what Stats.ws_received,
+                # Histogram.record and Stats.ws_sent do, without their calls.
+                # bench/ws_msgs.py, CPU per message, engine vs bare picows (medians
+                # of 4 interleaved runs on a loaded 2-core box): 15.1 vs 11.4 us
+                # through the calls; see the commit for the inlined figure.
+                t = r.now()
+                stats = r.stats
+                size = frame.payload_size
+                stats.ws_msgs_received += 1
+                stats.ws_bytes_received += size
+                lat = t - r.sent_at.popleft()
+                h = r.latency
+                h.count += 1
+                h.sum += lat
+                if lat < h._min:
+                    h._min = lat
+                if lat > h._max:
+                    h._max = lat
+                if lat >= _LOWEST:
+                    m, e = _frexp(lat)
+                    i = (e + _SHIFT) * _SUB + _int(m * _TWICE_SUB)
+                    if i < _BUCKETS:
+                        h.counts[i] += 1
+                    else:
+                        h.overflow += 1
+                else:
+                    h.underflow += 1
+                if not r.closing:
+                    r.sent_at.append(t)
+                    transport.send(_TEXT, r.payload)
+                    stats.ws_msgs_sent += 1
+                    stats.ws_bytes_sent += r.size
+                return
             r.on_message(transport, frame)
         elif msg_type is _CLOSE:
             r.close_code = frame.get_close_code()
@@ -145,6 +187,11 @@ class WsSession:
         self.disconnected = asyncio.Event()
         self.connected = False
         self._fast = prepared.interval <= 0 and prepared.expect is not WsExpect.NONE
+        self.fast_echo = self._fast and prepared.expect is WsExpect.ECHO
+        """Replies go straight back out: the listener's inlined hot path applies."""
+        self.payload = prepared.payload
+        self.size = len(prepared.payload)
+        self.latency = stats.ws_msg_latency
 
     # --- callbacks ------------------------------------------------------------
 
@@ -257,8 +304,8 @@ class WsSession:
                     if next_send <= t:
                         next_send = t + p.interval
                 if next_ping is not None and t >= next_ping:
-                    if pings_sent > self.pongs and not self.errored:
-                        self.errored = True  # the previous ping went unanswered
+                    if pings_sent - self.pongs >= 2 and not self.errored:
+                        self.errored = True  # a ping went unanswered for a whole interval
                         self.stats.error(self.si, ErrorClass.PROTOCOL)
                     transport.send_ping()
                     pings_sent += 1

@@ -1,0 +1,291 @@
+"""Questions: how many WebSocket echo messages per second does our engine drive on one core,
+next to a bare picows client loop? And can one worker hold 20,000 WebSocket virtual users
+in under 1 GiB?
+
+Setup, all on loopback: a picows echo server pinned to core 0; each client
+pinned to core 1 with ``taskset``, run one after another (interleaved rounds,
+medians) against the same server:
+
+* ``bare``: a minimal picows + uvloop client, 50 connections, each sending
+  the next message as soon as the echo of the last arrives (the anchor);
+* ``engine``: ``mothership.loadgen.engine.run``, closed model, 50 virtual
+  users each holding a session with ``interval: 0s``, ``expect: echo``
+  (latency histogram, counters and echo check included).
+
+Goal: engine >= 0.9 x bare. ``--hold-vus N`` instead ramps N virtual users
+(default goal 20,000) that each hold one quiet session (a message every 5 s),
+and reports the worker's peak RSS and open connections; goal < 1 GiB.
+Everything is bounded in time. Prints one JSON line.
+
+    .venv/bin/python bench/ws_msgs.py [--seconds 5] [--rounds 3]
+    .venv/bin/python bench/ws_msgs.py --hold-vus 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "operator"))
+sys.path.insert(0, str(HERE))
+
+from compare import header  # noqa: E402
+
+SERVER_CORE = "0"
+CLIENT_CORE = "1" if (os.cpu_count() or 1) > 1 else "0"
+MESSAGE = b"x" * 32
+
+
+def raise_fd_limit(want: int) -> None:
+    """Allow ``want`` open files (20k sessions need 20k sockets); root may raise the hard limit too."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((want, max(want, hard)), (min(want, hard), hard)):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, __file__, "--serve", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "ready"
+        if "ready" not in line:
+            raise RuntimeError(f"echo server did not start: {proc.stderr.read() if proc.stderr else ''}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+async def echo_server(port: int) -> None:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+    class Echo(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif frame.msg_type is WSMsgType.PING:
+                transport.send_pong(frame.get_payload_as_bytes())
+            else:
+                transport.send(frame.msg_type, frame.get_payload_as_memoryview())
+
+    def listener_factory(request: WSUpgradeRequest) -> Echo:
+        return Echo()
+
+    srv = await ws_create_server(listener_factory, "127.0.0.1", port, backlog=4096,
+                                 read_buffer_init_size=2048)
+    print("ready", flush=True)
+    await srv.serve_forever()
+
+
+def run_self(mode: str, url: str, *extra: str, timeout: float = 120) -> dict[str, Any]:
+    out = subprocess.run(["taskset", "-c", CLIENT_CORE, sys.executable, __file__, f"--{mode}", url, *extra],
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} client failed: {out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def bare_client(url: str, seconds: float, connections: int) -> dict[str, Any]:
+    """The anchor: picows + uvloop, send the next message when the echo arrives, count."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    count = [0]
+    stop = [False]
+
+    class Client(WSListener):
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            transport.send(WSMsgType.TEXT, MESSAGE)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                count[0] += 1
+                if not stop[0]:
+                    transport.send(WSMsgType.TEXT, MESSAGE)
+
+    ws_url = url.replace("http://", "ws://") + "/"
+    transports = [(await ws_connect(Client, ws_url))[0] for _ in range(connections)]
+    await asyncio.sleep(0.5)
+    start_count, start, cpu = count[0], time.perf_counter(), time.process_time()
+    await asyncio.sleep(seconds)
+    n, took, cpu = count[0] - start_count, time.perf_counter() - start, time.process_time() - cpu
+    stop[0] = True
+    for t in transports:
+        t.disconnect()
+    return {"msgs_per_s": n / took, "cpu_us_per_msg": cpu / n * 1e6}
+
+
+def _spec(url: str, **fields: Any) -> Any:
+    from mothership.api.loadtest import LoadTestSpec
+
+    return LoadTestSpec.model_validate({"target": {"url": url}, "gracefulStop": "2s", **fields})
+
+
+async def engine_client(url: str, seconds: float, connections: int) -> dict[str, Any]:
+    from mothership.api.vocabulary import Stat
+    from mothership.loadgen import engine
+    from mothership.loadgen.plan import worker_share
+    from mothership.loadgen.stats import Stats, stat_value
+
+    spec = _spec(url, virtualUsers=connections, duration=f"{seconds + 0.5}s", scenarios=[{
+        "name": "echo",
+        "websocket": {"path": "/", "message": MESSAGE.decode(), "interval": "0s", "expect": "echo",
+                      "hold": f"{seconds + 10}s"},
+    }])
+    stats = Stats(["echo"])
+    loop = asyncio.get_running_loop()
+    marks: dict[str, float] = {}
+
+    def mark_start() -> None:  # skip the first 0.5 s (connects), as the bare client does
+        marks.update(n=stats.ws_msgs_received, t=time.perf_counter(), cpu=time.process_time())
+
+    def mark_end() -> None:
+        marks.update(n2=stats.ws_msgs_received, t2=time.perf_counter(), cpu2=time.process_time())
+
+    loop.call_later(0.5, mark_start)
+    loop.call_later(0.5 + seconds, mark_end)
+    await engine.run(spec, worker_share(spec, 0, 1), stats, base_url=url, stop=asyncio.Event())
+    n = marks["n2"] - marks["n"]
+    snap = stats.snapshot()
+    p50 = stat_value(snap, "ws_msg_latency", Stat.P50, seconds)
+    p99 = stat_value(snap, "ws_msg_latency", Stat.P99, seconds)
+    return {
+        "msgs_per_s": n / (marks["t2"] - marks["t"]),
+        "cpu_us_per_msg": (marks["cpu2"] - marks["cpu"]) / max(n, 1) * 1e6,
+        "errors": stats.errors_total(),
+        "p50_ms": round((p50 or 0) * 1000, 3),
+        "p99_ms": round((p99 or 0) * 1000, 3),
+    }
+
+
+async def hold_client(url: str, vus: int, ramp: float, hold: float) -> dict[str, Any]:
+    from mothership.loadgen import engine
+    from mothership.loadgen.plan import worker_share
+    from mothership.loadgen.stats import Stats
+
+    stages = [{"duration": f"{ramp}s", "target": vus}, {"duration": f"{hold}s", "target": vus}]
+    spec = _spec(url, stages=stages,
+                 scenarios=[{"name": "hold", "websocket": {
+                     "path": "/", "message": "hi", "interval": "5s", "expect": "echo",
+                     "hold": f"{ramp + hold + 30}s", "connectTimeout": "30s"}}])
+    stats = Stats(["hold"])
+    loop = asyncio.get_running_loop()
+    peak = {"connections": 0, "rss_kib": 0}
+
+    def sample() -> None:
+        peak["connections"] = max(peak["connections"], stats.ws_connections)
+        peak["rss_kib"] = max(peak["rss_kib"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        loop.call_later(0.5, sample)
+
+    sample()
+    started = time.perf_counter()
+    await engine.run(spec, worker_share(spec, 0, 1), stats, base_url=url, stop=asyncio.Event())
+    return {
+        "virtual_users": vus,
+        "peak_connections": peak["connections"],
+        "rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "handshake_failures": stats.ws_handshake_failures,
+        "errors": stats.errors_total(),
+        "msgs_received": stats.ws_msgs_received,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--hold-vus", type=int, metavar="N", help="measure RSS with N held sessions instead")
+    parser.add_argument("--ramp", type=float, default=10.0, help="--hold-vus: seconds to ramp up")
+    parser.add_argument("--hold", type=float, default=5.0, help="--hold-vus: seconds to hold all")
+    parser.add_argument("--serve", type=int, metavar="PORT")
+    parser.add_argument("--bare", metavar="URL")
+    parser.add_argument("--engine", metavar="URL")
+    parser.add_argument("--holder", metavar="URL")
+    args = parser.parse_args()
+
+    import uvloop
+
+    raise_fd_limit(max(4096, (args.hold_vus or 0) + 1024))
+    if args.serve:
+        uvloop.run(echo_server(args.serve))
+        return
+    if args.bare:
+        print(json.dumps(uvloop.run(bare_client(args.bare, args.seconds, args.connections))))
+        return
+    if args.engine:
+        print(json.dumps(uvloop.run(engine_client(args.engine, args.seconds, args.connections))))
+        return
+    if args.holder:
+        print(json.dumps(uvloop.run(hold_client(args.holder, args.hold_vus, args.ramp, args.hold))))
+        return
+
+    if args.hold_vus:
+        with server() as url:
+            held = run_self("holder", url, "--hold-vus", str(args.hold_vus), "--ramp", str(args.ramp),
+                            "--hold", str(args.hold), timeout=args.ramp + args.hold + 120)
+        print(json.dumps({**header("ws_vus"), **held, "goal": "rss_mib < 1024 with every session open",
+                          "ok": held["rss_mib"] < 1024 and held["peak_connections"] == args.hold_vus,
+                          "load_average_1m": round(os.getloadavg()[0], 2)}))
+        return
+
+    bares: list[dict[str, Any]] = []
+    engines: list[dict[str, Any]] = []
+    common = ("--seconds", str(args.seconds), "--connections", str(args.connections))
+    with server() as url:
+        for _ in range(args.rounds):
+            bares.append(run_self("bare", url, *common))
+            engines.append(run_self("engine", url, *common))
+    bare = {k: statistics.median(b[k] for b in bares) for k in bares[0]}
+    eng = {k: statistics.median(e[k] for e in engines) for k in engines[0]}
+    print(json.dumps({
+        **header("ws_msgs"),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "bare_msgs_per_s": round(bare["msgs_per_s"]),
+        "engine_msgs_per_s": round(eng["msgs_per_s"]),
+        "engine_errors": eng["errors"],
+        "engine_p50_ms": eng["p50_ms"],
+        "engine_p99_ms": eng["p99_ms"],
+        "ratio_engine_vs_bare": round(eng["msgs_per_s"] / bare["msgs_per_s"], 3),
+        "bare_cpu_us_per_msg": round(bare["cpu_us_per_msg"], 2),
+        "engine_cpu_us_per_msg": round(eng["cpu_us_per_msg"], 2),
+        "rounds": args.rounds,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "goal": "engine >= 0.9 x bare",
+    }))
+
+
+if __name__ == "__main__":
+    main()
