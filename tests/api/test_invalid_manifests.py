@@ -32,7 +32,7 @@ import yaml
 from pydantic import ValidationError
 
 from mothership.api.app import App
-from mothership.api.common import Resource
+from mothership.api.common import Resource, field_path
 from mothership.api.tenant import Tenant
 from tests import crdjudge
 
@@ -41,7 +41,6 @@ INVALID = ROOT / "tests" / "data" / "invalid"
 MODELS: dict[str, type[Resource]] = {"app": App, "tenant": Tenant}
 FILES = sorted(p for kind in MODELS for p in (INVALID / kind).glob("*.yaml"))
 HEADER = re.compile(r"^# expect: (?P<path>\S+): (?P<fragment>.+)$")
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|function-\w+\[.*\]|.*\[.*\])$")
 
 
 def expectation(path: Path) -> tuple[str, str]:
@@ -49,21 +48,6 @@ def expectation(path: Path) -> tuple[str, str]:
     match = HEADER.match(first)
     assert match, f"{path.name}: the first line must be '# expect: <field path>: <message fragment>'"
     return match["path"], match["fragment"]
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as kubectl prints a field path: ``spec.env[0].name``.
-
-    Union members tag the location with the branch tried (``str``, ``int``);
-    those are not fields and are dropped.
-    """
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not _UNION_TAG.match(part):
-            out += f".{part}" if out else part
-    return out
 
 
 @cache

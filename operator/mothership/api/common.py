@@ -14,7 +14,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, with_config
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, with_config
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
@@ -40,6 +40,34 @@ class Model(BaseModel):
     def wire(self) -> Manifest:
         """The JSON form the API server stores: camelCase keys, unset optionals left out."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A pydantic error location as kubectl prints a field path: ``spec.env[0].name``.
+
+    Union members tag the location with the branch tried (``str``, ``int``,
+    ``function-after[...]``); those are not fields and are dropped.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _UNION_TAG.match(part):
+            out += f".{part}" if out else part
+    return out
+
+
+def error_lines(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One ``field.path: message`` line per validation error, paths in kubectl's style."""
+    lines = []
+    for err in exc.errors():
+        path = field_path(((prefix,) if prefix else ()) + tuple(err["loc"])) or "(document)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return lines
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|function-\w+\[.*\]|.*\[.*\])$")
 
 
 # --- Scalars ---------------------------------------------------------------

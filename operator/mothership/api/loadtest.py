@@ -15,7 +15,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -29,7 +29,7 @@ from .common import (
     Resource,
     parse_duration,
 )
-from .vocabulary import BY_NAME, METRIC_NAMES, STATS_BY_KIND, MetricKind, Stat, Unit
+from .vocabulary import BY_NAME, METRIC_NAMES, METRICS, STATS_BY_KIND, MetricKind, Stat, Unit
 
 HttpMethod = Annotated[
     str, Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")
@@ -183,52 +183,115 @@ class Stage(Model):
     """Virtual users (closed model) or arrivals per second (open model) at the end of the stage."""
 
 
+_TRENDS = [m.name for m in METRICS if m.kind is MetricKind.TREND]
+_GAUGES = [m.name for m in METRICS if m.kind is MetricKind.GAUGE]
+_TREND_STATS = [s.value for s in STATS_BY_KIND[MetricKind.TREND]]
+_OPS = ("lt", "lte", "gt", "gte")
+_DURATION_CEL = "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
+_NUMBER_CEL = "^[0-9]+([.][0-9]+)?$"
+_PERCENT_CEL = "^[0-9]+([.][0-9]+)?%?$"
+
+
+def _cel_list(items: list[str]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+def _cel_all_limits_match(pattern: str) -> str:
+    return " && ".join(f"(!has(self.{op}) || string(self.{op}).matches('{pattern}'))" for op in _OPS)
+
+
+_THRESHOLD_RULES = [
+    {
+        "rule": "[has(self.lt), has(self.lte), has(self.gt), has(self.gte)].filter(x, x).size() == 1",
+        "message": "set exactly one of lt, lte, gt, gte",
+    },
+    {
+        "rule": f"self.metric in {_cel_list(_TRENDS)} ? self.stat in {_cel_list(_TREND_STATS)} : "
+        f"(self.metric in {_cel_list(_GAUGES)} ? self.stat == 'max' : self.stat in ['count', 'rate'])",
+        "message": "stat does not apply to this metric: trends take min, max, mean or p50..p999; "
+        "counters and errors take count or rate; gauges take max",
+    },
+    {
+        "rule": f"!(self.metric in {_cel_list(_TRENDS)}) || {_cel_all_limits_match(_DURATION_CEL)}",
+        "message": "the limit of a latency metric must be a duration like 200ms or 1.5s",
+    },
+    {
+        "rule": f"self.metric in {_cel_list(_TRENDS)} || (self.metric == 'errors' && self.stat == 'rate') || "
+        f"({_cel_all_limits_match(_NUMBER_CEL)})",
+        "message": "the limit must be a number",
+    },
+    {
+        "rule": "!(self.metric == 'errors' && self.stat == 'rate') || "
+        f"({_cel_all_limits_match(_PERCENT_CEL)})",
+        "message": "the limit of an error rate must be a fraction like 0.01 or a percent like 1%",
+    },
+]
+
+Limit = Annotated[
+    str | int,
+    Field(union_mode="left_to_right"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "maxLength": 32,
+        }
+    ),
+]
+"""A threshold bound: ``200ms``, ``1%``, ``"0.01"`` or ``1000``."""
+
+
 class Threshold(Model):
     """A pass/fail rule on the merged results, e.g. p95 of http_req_duration < 200ms."""
 
-    model_config = {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "[has(self.lt), has(self.lte), has(self.gt), has(self.gte)]"
-                    ".filter(x, x).size() == 1",
-                    "message": "set exactly one of lt, lte, gt, gte",
-                }
-            ]
-        }
-    }
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": _THRESHOLD_RULES}}
 
     metric: str = Field(json_schema_extra={"enum": list(METRIC_NAMES)})
     """Metric name, e.g. ``http_req_duration``, ``errors``, ``ws_msg_latency``, ``http_reqs``."""
     stat: Stat
     """Aggregation: p50, p90, p95, p99, p999, min, max, mean (trends); rate or count."""
-    lt: str | None = Field(default=None, max_length=32)
-    """Pass while the stat is below this value: ``200ms``, ``1%``, ``0.01`` or ``1000``."""
-    lte: str | None = Field(default=None, max_length=32)
+    lt: Limit | None = None
+    """Pass while the stat is below this value: ``200ms``, ``1%``, ``"0.01"`` or ``1000``."""
+    lte: Limit | None = None
     """Pass while the stat is at most this value."""
-    gt: str | None = Field(default=None, max_length=32)
+    gt: Limit | None = None
     """Pass while the stat is above this value."""
-    gte: str | None = Field(default=None, max_length=32)
+    gte: Limit | None = None
     """Pass while the stat is at least this value."""
     abort_on_fail: bool = False
     """Stop the whole test as soon as this threshold fails."""
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in BY_NAME:
+            raise ValueError(f"metric must be one of {', '.join(METRIC_NAMES)}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Threshold:
-        if self.metric not in BY_NAME:
-            raise ValueError(f"metric must be one of {', '.join(METRIC_NAMES)}")
         kind = BY_NAME[self.metric].kind
         if self.stat not in STATS_BY_KIND[kind]:
             allowed = ", ".join(s.value for s in STATS_BY_KIND[kind])
-            raise ValueError(f"stat {self.stat.value} does not apply to {self.metric}; use {allowed}")
+            raise ValueError(
+                f"stat does not apply to this metric: {self.metric} takes {allowed}, not {self.stat.value}"
+            )
         ops = [(op, v) for op, v in self.comparisons() if v is not None]
         if len(ops) != 1:
             raise ValueError("set exactly one of lt, lte, gt, gte")
         self.limit()  # raises ValueError naming the allowed forms
         return self
 
+    @field_validator("lt", "lte", "gt", "gte", mode="before")
+    @classmethod
+    def _no_floats(cls, value: object) -> object:
+        if isinstance(value, float):
+            raise ValueError("write a fractional limit as a string like '0.01', or as a percent like 1%")
+        return value
+
     def comparisons(self) -> list[tuple[str, str | None]]:
-        return [("lt", self.lt), ("lte", self.lte), ("gt", self.gt), ("gte", self.gte)]
+        return [(op, None if v is None else str(v)) for op, v in
+                (("lt", self.lt), ("lte", self.lte), ("gt", self.gt), ("gte", self.gte))]
 
     @property
     def op(self) -> str:
@@ -243,18 +306,21 @@ class Threshold(Model):
                 return parse_duration(raw)
             except ValueError:
                 raise ValueError(
-                    f"{self.op} must be a duration like 200ms or 1.5s for {self.metric}"
+                    f"the limit of a latency metric must be a duration like 200ms or 1.5s, not {raw!r}"
                 ) from None
         if self.stat is Stat.RATE and metric.kind is MetricKind.RATE:
             text = raw.strip()
             try:
                 return float(text[:-1]) / 100 if text.endswith("%") else float(text)
             except ValueError:
-                raise ValueError(f"{self.op} must be a fraction like 0.01 or a percent like 1%") from None
+                raise ValueError(
+                    "the limit of an error rate must be a fraction like 0.01 or a percent like 1%, "
+                    f"not {raw!r}"
+                ) from None
         try:
             return float(raw)
         except ValueError:
-            raise ValueError(f"{self.op} must be a number for {self.metric} {self.stat.value}") from None
+            raise ValueError(f"the limit must be a number, not {raw!r}") from None
 
 
 class WorkerResources(Model):

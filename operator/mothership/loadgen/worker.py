@@ -60,6 +60,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from ..api.common import error_lines
 from ..api.loadtest import LoadTestSpec, load_spec
 from .exposition import StatsCollector
 from .plan import WorkerShare, worker_share
@@ -112,12 +113,8 @@ class PlanError(ValueError):
 
 
 def validation_lines(exc: ValidationError) -> list[str]:
-    """One ``field.path: message`` line per pydantic error, e.g. ``spec.scenarios.0.weight: ...``."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(part) for part in err["loc"]) or "(document)"
-        lines.append(f"{path}: {err['msg']}")
-    return lines
+    """One ``field.path: message`` line per pydantic error, e.g. ``spec.scenarios[0].weight: ...``."""
+    return error_lines(exc)
 
 
 def read_plan(path: Path) -> tuple[LoadTestSpec, str | None]:
