@@ -20,7 +20,11 @@ Target: a fresh API emulator in its own process (default), or ``--kubeconfig``
 a real API server, 2 cores: 500 Apps in < 30 s, p99 < 1 s, RSS < 200 MB.
 Prints one JSON line. Usage::
 
-    .venv/bin/python bench/operator_scale.py [--apps 500] [--concurrency 50] [--kubeconfig]
+    .venv/bin/python bench/operator_scale.py [--apps 500] [--concurrency 50] [--rate 0] [--kubeconfig]
+
+A burst (the default) measures throughput: every App waits behind the ones
+created before it, so p99 is roughly ``seconds_all``. ``--rate`` measures the
+latency of one App on a busy operator.
 """
 
 from __future__ import annotations
@@ -94,7 +98,9 @@ def start_operator(
 ) -> subprocess.Popen[bytes]:
     script = Path(sys.executable).with_name("mothership")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "mothership"]
-    if profile:  # pyinstrument's text report of the operator process, written when it exits
+    if profile and profile.endswith(".prof"):  # cProfile stats (pstats), written when it exits
+        cmd = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "mothership"]
+    elif profile:  # pyinstrument's text report of the operator process, written when it exits
         cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", profile, "-m", "mothership"]
     env = {**os.environ, "KUBECONFIG": kubeconfig}
     return subprocess.Popen([*cmd, "operator", "--port", str(port)], env=env,
@@ -201,8 +207,13 @@ async def bench(args: argparse.Namespace, kubeconfig: str, target: str) -> dict[
                 })
                 created[name] = time.monotonic()
 
+            async def scheduled(i: int) -> None:
+                if args.rate:  # an open arrival rate: app i is created at i / rate seconds
+                    await asyncio.sleep(max(0.0, t0 + i / args.rate - time.monotonic()))
+                await paced(create(i))
+
             t0 = time.monotonic()
-            await asyncio.gather(*(paced(create(i)) for i in range(args.apps)))
+            await asyncio.gather(*(scheduled(i) for i in range(args.apps)))
             created_s = time.monotonic() - t0
             deadline = time.monotonic() + args.timeout
             while time.monotonic() < deadline:
@@ -235,6 +246,7 @@ async def bench(args: argparse.Namespace, kubeconfig: str, target: str) -> dict[
         "target": target,
         "apps": args.apps,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "complete": complete,
         "seconds_all": round(seconds_all, 2),
         "seconds_creating": round(created_s, 2),
@@ -274,8 +286,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50, help="creates in flight")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="create Apps at this many per second (default 0: all at once, as fast as "
+                             "--concurrency allows)")
     parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
-    parser.add_argument("--profile", metavar="FILE", help="profile the operator with pyinstrument into FILE")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile the operator into FILE: cProfile stats if it ends in .prof, "
+                             "else pyinstrument's text report")
     parser.add_argument("--kubeconfig", action="store_true",
                         help="use the cluster $KUBECONFIG points at instead of a fresh emulator")
     args = parser.parse_args()
