@@ -42,6 +42,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import string
 import sys
 import tempfile
@@ -62,16 +63,31 @@ INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 WORKER_PORT = builders.WORKER_PORT
 TERMINATION_MESSAGE_LIMIT = 4096
 
-_addresses = itertools.count(1)
+_addresses = itertools.count(random.randrange(0, 200 * 254))
+
+
+def _free(address: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, WORKER_PORT))
+        except OSError:
+            return False
+    return True
 
 
 def next_address() -> str:
-    """A loopback address no other pod of this process has used: 127.77.x.y, y in 1..254."""
-    n = next(_addresses)
-    high, low = divmod(n - 1, 254)
-    if high > 255:
-        raise RuntimeError("out of loopback addresses")
-    return f"127.77.{high}.{low + 1}"
+    """A loopback address, 127.x.y.z (x in 100..254), not used by this process and free on the worker port.
+
+    The block starts at a random place per process, so concurrent or leftover test runs do not meet.
+    """
+    for _ in range(1000):
+        n = next(_addresses) % (155 * 254 * 254)
+        x, rest = divmod(n, 254 * 254)
+        y, z = divmod(rest, 254)
+        address = f"127.{x + 100}.{y + 1}.{z + 1}"
+        if _free(address):
+            return address
+    raise RuntimeError("no free loopback address for a worker")
 
 
 class NotYet(Exception):
@@ -100,6 +116,7 @@ class RunningPod:
     killed_as: str | None = None
     """The termination reason to report when the test killed it (Error, OOMKilled)."""
     ended: bool = False
+    terminating: asyncio.Task[None] | None = None
 
     @property
     def summary_file(self) -> Path:
@@ -122,6 +139,8 @@ class PodRunner:
     """Worker indexes whose pods stay Pending with ImagePullBackOff and never run."""
     interval: float = 0.1
     """Seconds between listings of Jobs and pods."""
+    grace_period: float = 2.0
+    """Seconds between SIGTERM and SIGKILL for a deleted pod (terminationGracePeriodSeconds)."""
     log_dir: Path | None = None
     """Where each worker's stdout/stderr goes (``<pod>.log``); a temporary directory by default."""
     pods: dict[str, RunningPod] = field(default_factory=dict)
@@ -156,10 +175,11 @@ class PodRunner:
             self._task = None
         await asyncio.gather(*(self._terminate(p, timeout) for p in self.pods.values()))
         for p in self.pods.values():
-            if p.watcher is not None:
-                p.watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await p.watcher
+            for task in (p.watcher, p.terminating):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -284,7 +304,7 @@ class PodRunner:
             present.add(name)
             if meta.get("deletionTimestamp"):
                 if name in self.pods:
-                    await self._terminate(self.pods[name], 5.0)
+                    self._kill_soon(self.pods[name])
                 continue
             if name in self.pods or name in self._failed_images:
                 continue
@@ -298,7 +318,13 @@ class PodRunner:
             await self._start(pod, index)
         for name, p in list(self.pods.items()):
             if name not in present and not p.ended:
-                await self._terminate(p, 5.0)
+                self._kill_soon(p)
+
+    def _kill_soon(self, p: RunningPod) -> None:
+        """What a kubelet does to a deleted pod: SIGTERM, then SIGKILL after the grace period."""
+        if p.terminating is None:
+            p.terminating = asyncio.create_task(self._terminate(p, self.grace_period),
+                                                name=f"kubelet kill {p.name}")
 
     async def _image_pull_backoff(self, pod: Mapping[str, Any]) -> None:
         image = pod["spec"]["containers"][0].get("image", "")

@@ -1,7 +1,7 @@
 """LoadTests end to end: the API emulator, ``mothership operator`` as a subprocess, the pod runner.
 
 One emulator and one operator serve a whole test module, started the way
-``tests/operator`` starts them (its helpers are reused), except that the
+``tests/operator`` starts them (its ``harness`` is reused), except that the
 operator can be killed and restarted mid-run (``lt_cluster.restart()``). Each
 test gets a namespace owned by a Tenant that allows ``127.0.0.1:*`` (where the
 demo target listens), a :class:`~tests.podrunner.PodRunner` playing the Job
@@ -12,7 +12,6 @@ the workers' load never competes with the test's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import signal
 import subprocess
@@ -27,11 +26,11 @@ import pytest
 
 from mothership.kube import Kube
 from tests.kubeemu import EmulatorThread
-from tests.operator.conftest import (
+from tests.operator.harness import (
     Cluster,
-    _free_port,
     apply_crds,
     client,
+    free_port,
     start_operator,
     stop_operator,
     wait_healthy,
@@ -43,7 +42,7 @@ ALLOWED = "127.0.0.1:*"
 
 @dataclass
 class LoadTestCluster(Cluster):
-    """A :class:`tests.operator.conftest.Cluster` whose operator a test may kill and restart."""
+    """A :class:`tests.operator.harness.Cluster` whose operator a test may kill and restart."""
 
     def kill(self) -> None:
         """SIGKILL the operator: no shutdown, no chance to stop anything (a crash, an OOM kill)."""
@@ -62,7 +61,7 @@ def lt_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadTestClu
     with EmulatorThread() as thread:
         kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
         c = LoadTestCluster(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log",
-                            port=_free_port())
+                            port=free_port())
 
         async def setup() -> None:
             async with client(c) as kube:
@@ -117,28 +116,53 @@ class DemoTargetProcess:
             body: dict[str, Any] = await response.json()
             return body
 
+    async def reset(self) -> None:
+        async with aiohttp.ClientSession() as session, session.delete(f"{self.url}/stats") as response:
+            assert response.status < 300
+
     async def requests(self) -> int:
         return int((await self.stats())["http"]["requests"])
 
 
-@pytest.fixture
-async def target() -> AsyncIterator[DemoTargetProcess]:
-    """``mothership demo-target`` on a free 127.0.0.1 port, in its own process."""
+@pytest.fixture(scope="module")
+def demo_target_process() -> Iterator[DemoTargetProcess]:
+    """``mothership demo-target`` on a free 127.0.0.1 port, in its own process, for the module."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mothership", "demo-target", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=20)
-    text = line.decode()
-    assert "listening on " in text, text
-    url = text.split("listening on ", 1)[1].split()[0]
     try:
-        yield DemoTargetProcess(url, process)
+        assert process.stdout is not None
+        text = process.stdout.readline().decode()
+        assert "listening on " in text, text
+        yield DemoTargetProcess(text.split("listening on ", 1)[1].split()[0], process)
     finally:
         process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             process.wait(timeout=5)
-        if process.poll() is None:
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture
+async def target(demo_target_process: DemoTargetProcess) -> DemoTargetProcess:
+    """The module's demo target with its counts zeroed for this test (tests run one at a time)."""
+    await demo_target_process.reset()
+    return demo_target_process
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """On failure, attach the tail of the operator's log and of each worker's."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or not hasattr(item, "funcargs"):
+        return
+    c = item.funcargs.get("lt_cluster")
+    if isinstance(c, LoadTestCluster):
+        report.sections.append(("operator log (tail)", c.operator_log()[-6000:]))
+    runner = item.funcargs.get("pod_runner")
+    if isinstance(runner, PodRunner) and runner.log_dir is not None:
+        for log in sorted(runner.log_dir.glob("*.log")):
+            report.sections.append((f"worker {log.stem} (tail)", log.read_text(errors="replace")[-1500:]))

@@ -97,8 +97,11 @@ READY_TIMEOUT_SECONDS = builders.READY_TIMEOUT_SECONDS - 30
 workers themselves wait, so the test is judged Errored before they give up and exit."""
 WAIT_POD_END_SECONDS = 10.0
 """After the run, how long to wait for the released workers' pods to terminate (final counts)."""
-DELETE_GRACE_SECONDS = 10.0
-"""When a running LoadTest is deleted, how long stopping its workers may take."""
+RELEASE_SECONDS = 30.0
+"""How long to keep stopping the workers of a test that ended before it started."""
+DELETE_GRACE_SECONDS = 2.0
+"""When a running LoadTest is deleted, how long telling its workers to stop may take (kopf
+keeps the finalizer this long, then cancels the daemon)."""
 
 
 class Config(Protocol):
@@ -510,24 +513,21 @@ class Run:
     async def drive(self, coordinator: Coordinator, attach_at: float | None) -> None:
         """Run (or re-attach) the coordinator while watching pods, ``spec.stop`` and deletion."""
         self.coordinator = coordinator
-        loop = asyncio.get_running_loop()
         task = asyncio.create_task(coordinator.run() if attach_at is None else coordinator.attach(attach_at),
                                    name=f"coordinator {self.namespace}/{self.name}")
-        deleted_at: float | None = None
         try:
             while not task.done():
-                await asyncio.wait({task}, timeout=PODS_SECONDS)
+                woken = asyncio.ensure_future(self.stopped.wait(PODS_SECONDS))
+                try:
+                    await asyncio.wait({task, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
                 if task.done():
                     break
                 if self.stopped:
-                    if not self.deleted:
-                        return  # the operator is exiting: leave the workers running, re-attach later
-                    if deleted_at is None:
-                        deleted_at = loop.time()
-                        coordinator.stop("the LoadTest was deleted")
-                    elif loop.time() - deleted_at > DELETE_GRACE_SECONDS:
-                        return
-                    continue
+                    if self.deleted:  # stop the workers now; their pods go with the Job
+                        await self.stop_workers()
+                    return  # else the operator is exiting: leave the workers running, re-attach later
                 if self.stop_requested and self.stop_reason is None:
                     self.stop_reason = "spec.stop was set"
                     self.logger.info("Stop requested: stopping every worker.")
@@ -539,8 +539,6 @@ class Run:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self.stopped and self.deleted:
-            return
         await self.finish(result)
 
     async def watch_pods(self, coordinator: Coordinator) -> None:
@@ -582,22 +580,61 @@ class Run:
             summary=result.summary, thresholds=result.thresholds, verdict=verdict_of(result),
             verdict_message=_sentence(result.reason), extra_failures=self.failures_of(result)))
 
-    async def release(self, pods: Sequence[Manifest]) -> None:
-        """POST /stop twice to every worker pod with an IP: stop it, then release it from lingering."""
-        urls = [f"http://{ip}:{builders.WORKER_PORT}" for p in pods if (ip := pod_ip(p))]
-        if not urls:
-            return
-        timeout = aiohttp.ClientTimeout(total=3)
+    async def stop_workers(self) -> None:
+        """POST /stop once to every worker pod with an IP, concurrently, bounded (the test was deleted)."""
+        timeout = aiohttp.ClientTimeout(total=DELETE_GRACE_SECONDS * 0.75)
         headers = {"Authorization": f"Bearer {self.token}"}
+        urls = [f"http://{ip}:{builders.WORKER_PORT}/stop" for p in self.pods if (ip := pod_ip(p))]
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
 
             async def stop(url: str) -> None:
-                for _ in range(2):
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-                        async with session.post(url + "/stop") as response:
-                            await response.read()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                    async with session.post(url) as response:
+                        await response.read()
 
             await asyncio.gather(*(stop(u) for u in urls))
+        self.logger.info("The LoadTest was deleted: told %d worker(s) to stop.", len(urls))
+
+    async def release(self, pods: Sequence[Manifest]) -> None:
+        """Stop and release every worker of a test that ends before its start (no coordinator ran).
+
+        POST /stop twice (stop, then release from lingering) to each worker pod
+        with an IP, and keep at it, for at most ``RELEASE_SECONDS``, with pods
+        still starting up, so they exit now rather than after their own ready
+        timeout. Pods that never run (an image that cannot be pulled) stay until
+        the Job's deadline or ``ttlSecondsAfterFinished``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RELEASE_SECONDS
+        timeout = aiohttp.ClientTimeout(total=2)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        released: set[str] = set()
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+
+            async def stop(name: str, url: str) -> None:
+                for _ in range(2):
+                    try:
+                        async with session.post(url + "/stop") as response:
+                            await response.read()
+                    except (aiohttp.ClientError, TimeoutError, OSError):
+                        return
+                released.add(name)
+
+            while True:
+                pending = {
+                    str(p["metadata"]["name"]): f"http://{ip}:{builders.WORKER_PORT}" for p in pods
+                    if (ip := pod_ip(p)) and (p.get("status") or {}).get("phase") == "Running"
+                    and p["metadata"]["name"] not in released
+                }
+                starting = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending")
+                            and pod_failure(p, 0) is None]
+                if not pending and not starting:
+                    return
+                await asyncio.gather(*(stop(n, u) for n, u in pending.items()))
+                if loop.time() >= deadline or (self.stopped and not self.deleted):
+                    return
+                await asyncio.sleep(PODS_SECONDS)
+                pods = await self.list_pods()
 
     # --- after the end --------------------------------------------------------------
 

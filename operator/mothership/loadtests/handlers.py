@@ -11,8 +11,11 @@ stop flag, so deleting a LoadTest or stopping the operator wakes it at once.
   creates the ConfigMap, Secret, Job and optional PodMonitor.
 - the daemon: :func:`coordination.coordinate` runs the coordinator, keeps the
   status live, stops the workers on ``spec.stop``, a failed worker or
-  deletion, and applies ``ttlSecondsAfterFinished``. kopf cancels it when the
-  LoadTest goes away; the children are garbage-collected by ownerReferences.
+  deletion, and applies ``ttlSecondsAfterFinished``. When the LoadTest is
+  deleted, kopf sets its stop flag and keeps the finalizer while the daemon
+  tells the workers to stop (``cancellation_backoff``: kopf looks again after
+  that long, so it is short), and only then cancels it; the children are
+  garbage-collected by ownerReferences.
 - ``spec.stop`` changing: recorded for ``kubectl describe``; the daemon sees
   the live spec within a second and acts on it.
 - delete: the LoadTest's gauges are dropped, so series stay bounded by the
@@ -42,7 +45,8 @@ async def launch(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
         await coordination.launch(body, memo.kube, memo.config, logger)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=coordination.DELETE_GRACE_SECONDS,
+             cancellation_timeout=5.0)
 async def coordinate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: kopf.Logger,
                      **_: Any) -> None:
     """Run the test: barrier start, live merged status, stop, final verdict, ttl clean-up."""

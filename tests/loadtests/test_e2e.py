@@ -1,0 +1,336 @@
+"""LoadTests end to end: ``mothership operator`` against the API emulator, worker pods run by the pod runner.
+
+Each test applies a LoadTest as a user would, and reads its status back as
+``kubectl get lt`` would; the workers are real ``mothership worker`` processes
+on 127.x.y.z loading a real demo target on 127.0.0.1. Loads are small (a few
+virtual users for 2-4 s) and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mothership import rbac
+from mothership.kube import Kube
+from mothership.loadtests import builders
+from tests.conftest import wait_until
+from tests.loadtests.conftest import DemoTargetProcess, LoadTestCluster
+from tests.podrunner import PodRunner
+
+FINAL = ("Passed", "Failed", "Stopped", "Errored")
+
+
+def loadtest(name: str, namespace: str, url: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "target": {"url": url},
+        "scenarios": [{"name": "items", "requests": [{"path": "/api/items"}]}],
+        "virtualUsers": 2,
+        "workers": 2,
+        "duration": "2s",
+        "gracefulStop": "2s",
+        **spec,
+    }
+    return {"apiVersion": "mothership.dev/v1alpha1", "kind": "LoadTest",
+            "metadata": {"name": name, "namespace": namespace}, "spec": body}
+
+
+async def status_of(api: Kube, namespace: str, name: str) -> dict[str, Any]:
+    lt = await api.get("LoadTest", name, namespace)
+    assert lt is not None, f"LoadTest {namespace}/{name} is gone"
+    return dict(lt.get("status") or {})
+
+
+async def until_phase(api: Kube, namespace: str, name: str, *phases: str, timeout: float = 40.0,
+                      seen: list[str] | None = None) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        status = await status_of(api, namespace, name)
+        phase = status.get("phase")
+        if seen is not None and phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        return status if phase in phases else None
+
+    result: dict[str, Any] = await wait_until(check, timeout=timeout, interval=0.1,
+                                              what=f"{name} to reach {'/'.join(phases)}")
+    return result
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = [c for c in status.get("conditions") or [] if c["type"] == type_]
+    assert found, f"no {type_} condition in {status.get('conditions')}"
+    return dict(found[0])
+
+
+def wait_command(cluster: LoadTestCluster, namespace: str, name: str,
+                 timeout: int = 60) -> subprocess.Popen[bytes]:
+    """``mothership loadtest wait`` as CI would run it, against the emulator."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mothership", "loadtest", "wait", name, "-n", namespace,
+         "--timeout", str(timeout)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+async def exit_code(process: subprocess.Popen[bytes], timeout: float = 30.0) -> tuple[int, str]:
+    out, _ = await asyncio.wait_for(asyncio.to_thread(process.communicate), timeout=timeout)
+    return int(process.returncode), out.decode(errors="replace")
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+
+async def test_three_workers_run_then_pass_with_the_totals_the_target_counted(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("smoke", ns, target.url, workers=3, virtualUsers=3, thresholds=[
+        {"metric": "http_req_duration", "stat": "p95", "lt": "1s"},
+        {"metric": "errors", "stat": "rate", "lt": "1%"},
+    ]))
+    waiter = wait_command(lt_cluster, ns, "smoke")
+    seen: list[str] = []
+    status = await until_phase(lt_api, ns, "smoke", *FINAL, seen=seen)
+    assert status["phase"] == "Passed", status
+    assert "Running" in seen, seen
+    counted = await target.requests()
+    assert counted > 0
+    assert status["summary"]["requests"] == counted
+    assert status["summary"]["errors"] == 0
+    assert status["workers"]["total"] == 3
+    assert status["workers"]["succeeded"] == 3
+    assert status["startAt"] and status["completionTime"]
+    assert condition(status, "ThresholdsPassed")["status"] == "True"
+    assert condition(status, "Completed")["reason"] == "RanToCompletion"
+    assert [t["ok"] for t in status["thresholds"]] == [True, True]
+    code, out = await exit_code(waiter)
+    assert code == 0, out
+    metrics = await _get_text(f"{lt_cluster.url}/metrics")
+    phase = "mothership_loadtest_status_phase"
+    assert gauge(metrics, phase, namespace=ns, name="smoke", phase="Passed") == 1
+    assert gauge(metrics, phase, namespace=ns, name="smoke", phase="Running") == 0
+    assert gauge(metrics, "mothership_loadtest_status_rps", namespace=ns, name="smoke") > 0
+    assert gauge(metrics, "mothership_loadtest_status_http_req_duration_p95_seconds", namespace=ns,
+                 name="smoke") == pytest.approx(status["summary"]["httpReqDuration"]["p95"] / 1000)
+
+
+def gauge(text: str, metric: str, **labels: str) -> float:
+    """The value of one series in a Prometheus exposition, found by its labels in any order."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"no {metric}{labels} in the operator's /metrics")
+
+
+async def _get_text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.text()
+
+
+async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_keeps_results(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest(
+        "slow", ns, target.url, scenarios=[{"name": "slow", "requests": [{"path": "/slow?ms=30"}]}],
+        thresholds=[{"metric": "http_req_duration", "stat": "p95", "lt": "10ms"}],
+        ttlSecondsAfterFinished=0))
+    waiter = wait_command(lt_cluster, ns, "slow")
+    status = await until_phase(lt_api, ns, "slow", *FINAL)
+    assert status["phase"] == "Failed", status
+    threshold = condition(status, "ThresholdsPassed")
+    assert (threshold["status"], threshold["reason"]) == ("False", "ThresholdFailed")
+    assert "http_req_duration p95" in threshold["message"]
+    assert status["thresholds"][0]["ok"] is False
+    assert status["thresholds"][0]["value"] >= 0.03
+    code, out = await exit_code(waiter)
+    assert code == 1, out
+    assert "FAIL http_req_duration p95" in out
+
+    async def children_gone() -> bool:
+        return all([await lt_api.get(kind, child, ns) is None for kind, child in (
+            ("Job", builders.job_name("slow")), ("ConfigMap", builders.plan_name("slow")),
+            ("Secret", builders.token_name("slow")))])
+
+    await wait_until(children_gone, timeout=10, interval=0.1, what="ttl clean-up")
+    kept = await status_of(lt_api, ns, "slow")
+    assert kept["phase"] == "Failed"
+    assert kept["summary"]["requests"] == status["summary"]["requests"] > 0
+
+
+async def test_stop_true_ends_stopped_with_a_partial_summary(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("long", ns, target.url, duration="60s"))
+    waiter = wait_command(lt_cluster, ns, "long")
+    await until_phase(lt_api, ns, "long", "Running")
+    await wait_until(lambda: _requests(lt_api, ns, "long"), timeout=10, what="live requests in status")
+    await lt_api.patch("LoadTest", "long", ns, {"spec": {"stop": True}})
+    status = await until_phase(lt_api, ns, "long", *FINAL, timeout=20)
+    assert status["phase"] == "Stopped", status
+    assert condition(status, "Completed")["reason"] == "StoppedByUser"
+    assert 0 < status["summary"]["requests"] <= await target.requests()
+    assert status["summary"]["durationSeconds"] < 30
+    code, out = await exit_code(waiter)
+    assert code == 2, out
+
+
+async def _requests(api: Kube, namespace: str, name: str) -> int:
+    return int(((await status_of(api, namespace, name)).get("summary") or {}).get("requests") or 0)
+
+
+async def test_an_operator_killed_mid_run_reattaches_and_reports_the_same_totals(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("restart", ns, target.url, duration="3s"))
+    running = await until_phase(lt_api, ns, "restart", "Running")
+    lt_cluster.kill()
+    try:
+        await asyncio.sleep(0)  # the operator is gone; the workers keep running on their own
+    finally:
+        await asyncio.to_thread(lt_cluster.start)
+    status = await until_phase(lt_api, ns, "restart", *FINAL)
+    assert status["phase"] == "Passed", status
+    assert status["startAt"] == running["startAt"], "a restart must re-attach, not start again"
+    assert status["summary"]["requests"] == await target.requests() > 0
+    assert status["workers"]["succeeded"] == 2
+
+
+async def test_a_test_that_ended_while_the_operator_was_down_is_rebuilt_from_termination_messages(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("offline", ns, target.url, duration="2s", gracefulStop="1s"))
+    await until_phase(lt_api, ns, "offline", "Running")
+    lt_cluster.kill()
+    try:
+        token = base64.b64decode((await lt_api.get("Secret", builders.token_name("offline"), ns) or {})
+                                 ["data"][builders.TOKEN_KEY]).decode()
+        await release_when_done(pod_runner, token, 2)  # as if their linger ran out
+        await wait_until(lambda: all(p.ended for p in pod_runner.pods.values()), timeout=15,
+                         what="every worker pod to terminate")
+    finally:
+        await asyncio.to_thread(lt_cluster.start)
+    status = await until_phase(lt_api, ns, "offline", *FINAL)
+    assert status["phase"] == "Passed", status
+    assert status["summary"]["requests"] == await target.requests() > 0
+
+
+async def release_when_done(runner: PodRunner, token: str, count: int) -> None:
+    """Wait until every worker has run to the end, then release it (POST /stop), as linger would."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as session:
+
+        async def done(url: str) -> bool:
+            async with session.get(f"{url}/snapshot") as response:
+                return (await response.json())["state"] == "done"
+
+        pods = list(runner.pods.values())
+        assert len(pods) == count
+        for p in pods:
+            await wait_until(lambda p=p: done(p.url), timeout=15, interval=0.1, what=f"worker {p.index} done")
+        for p in pods:
+            async with session.post(f"{p.url}/stop") as response:
+                assert response.status == 200
+
+
+async def test_a_disallowed_target_is_refused_with_an_event_and_no_job(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("evil", ns, "http://10.20.30.40:8080"))
+    waiter = wait_command(lt_cluster, ns, "evil")
+    status = await until_phase(lt_api, ns, "evil", *FINAL, timeout=15)
+    assert status["phase"] == "Errored"
+    accepted = condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "TargetNotAllowed")
+    assert "10.20.30.40" in accepted["message"]
+
+    async def event() -> bool:
+        events = await lt_api.list("Event", ns)
+        return any(e.get("reason") == "TargetNotAllowed" and e["involvedObject"]["name"] == "evil"
+                   for e in events)
+
+    await wait_until(event, timeout=5, what="a TargetNotAllowed event")
+    for kind, child in (("Job", builders.job_name("evil")), ("ConfigMap", builders.plan_name("evil")),
+                        ("Secret", builders.token_name("evil"))):
+        assert await lt_api.get(kind, child, ns) is None, f"{kind} {child} must not exist"
+    code, out = await exit_code(waiter)
+    assert code == 2, out
+
+    await lt_api.apply(loadtest("wide", ns, "http://127.0.0.1:1", workers=6, virtualUsers=6))
+    # maxWorkers is 5 in the test tenant
+    status = await until_phase(lt_api, ns, "wide", *FINAL, timeout=15)
+    assert condition(status, "Accepted")["reason"] == "TooManyWorkers"
+    assert await lt_api.get("Job", builders.job_name("wide"), ns) is None
+
+
+async def test_a_killed_worker_pod_is_named_in_status_and_the_test_errors(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("crash", ns, target.url, workers=3, virtualUsers=3, duration="20s"))
+    await until_phase(lt_api, ns, "crash", "Running")
+    await pod_runner.kill(1)
+    status = await until_phase(lt_api, ns, "crash", *FINAL, timeout=20)
+    assert status["phase"] == "Errored", status
+    failures = status["workers"]["failures"]
+    assert [(f["index"], f["reason"]) for f in failures] == [(1, "Error")], failures
+    assert "137" in failures[0]["message"]
+    completed = condition(status, "Completed")
+    assert completed["reason"] == "WorkerFailed" and "worker 1" in completed["message"]
+    assert status["summary"]["durationSeconds"] < 15, "the other workers are stopped at once"
+
+
+async def test_an_image_pull_failure_errors_before_the_start(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    pod_runner.image_pull_backoff.add(1)
+    await lt_api.apply(loadtest("pull", ns, target.url))
+    status = await until_phase(lt_api, ns, "pull", *FINAL, timeout=20)
+    assert status["phase"] == "Errored", status
+    assert [(f["index"], f["reason"]) for f in status["workers"]["failures"]] == [(1, "ImagePullBackOff")]
+    assert condition(status, "Started")["reason"] == "NeverStarted"
+    assert "startAt" not in status
+    await wait_until(lambda: all(p.ended for p in pod_runner.pods.values()), timeout=10,
+                     what="the healthy workers to be released")
+    assert await target.requests() == 0
+
+
+async def test_deleting_a_running_test_stops_its_workers_and_collects_its_children(
+        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    ns = tenant_namespace
+    await lt_api.apply(loadtest("doomed", ns, target.url, duration="60s"))
+    await until_phase(lt_api, ns, "doomed", "Running")
+    await lt_api.delete("LoadTest", "doomed", ns)
+
+    async def gone() -> bool:
+        return (await lt_api.get("LoadTest", "doomed", ns) is None
+                and await lt_api.get("Job", builders.job_name("doomed"), ns) is None)
+
+    await wait_until(gone, timeout=20, interval=0.1, what="the LoadTest and its Job to go")
+    await wait_until(lambda: all(p.ended for p in pod_runner.pods.values()), timeout=15,
+                     what="every worker to exit")
+
+
+def test_audit_every_api_call_the_operator_made_is_allowed_by_its_rbac_rules(
+        lt_cluster: LoadTestCluster) -> None:
+    calls = lt_cluster.operator_calls()
+    assert calls, "the operator made no calls?"
+    denied = sorted(f"{verb} {group or 'core'}/{resource}{'/' + sub if sub else ''}"
+                    for verb, group, resource, sub in calls
+                    if not rbac.allows(verb, resource, api_group=group, subresource=sub))
+    assert not denied, f"calls not covered by rbac.RULES: {denied}"
