@@ -1,0 +1,209 @@
+"""The user's side of a cluster LoadTest: follow its status live, and render its results.
+
+Why this exists: CI gates on ``mothership loadtest wait NAME`` (exit 0 when the
+thresholds passed, 1 when one failed, 2 for anything else), and people read
+``mothership loadtest results NAME``. The CLI stays a thin shell over this
+module, in httpx's ``_main.py`` manner: :func:`follow` does the I/O (a watch
+on the one LoadTest, resumed from its resourceVersion, falling back to a GET
+when the watch breaks), and the ``format_*`` functions return text that the
+CLI prints. Nothing here decides a phase; it reads what ``status.compute`` wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from mothership.api.loadtest import FINAL_PHASES, LoadTestPhase, LoadTestStatus
+from mothership.kube import KINDS, ApiError, Call, Kube
+from mothership.loadtests.status import LoadTestConditionType, condition, read_status
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_OTHER = 2
+"""Errored, Stopped, not found, or timed out."""
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class NotFound(LookupError):
+    """The LoadTest does not exist (or was deleted while we waited)."""
+
+
+def exit_code(phase: LoadTestPhase | None) -> int:
+    """0 Passed, 1 Failed, 2 for every other ending (Errored, Stopped) or none."""
+    if phase is LoadTestPhase.PASSED:
+        return EXIT_PASSED
+    if phase is LoadTestPhase.FAILED:
+        return EXIT_FAILED
+    return EXIT_OTHER
+
+
+def default_namespace() -> str:
+    """The namespace kubectl would use: the current context's, the pod's own, else ``default``."""
+    with contextlib.suppress(Exception):
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        namespace = (active or {}).get("context", {}).get("namespace")
+        if namespace:
+            return str(namespace)
+    with contextlib.suppress(OSError):
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    return "default"
+
+
+async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
+    """The LoadTest's status and resourceVersion; :class:`NotFound` when it does not exist."""
+    body = await kube.get("LoadTest", name, namespace)
+    if body is None:
+        raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    return read_status(body.get("status")), str(body["metadata"].get("resourceVersion", ""))
+
+
+async def follow(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float,
+    on_status: Callable[[LoadTestStatus], None] | None = None,
+) -> LoadTestStatus:
+    """Follow the LoadTest until its phase is final; return that status.
+
+    ``on_status`` sees every distinct status on the way. Raises TimeoutError
+    after ``timeout`` seconds and :class:`NotFound` if the test is (or goes) missing.
+    """
+    last: list[LoadTestStatus] = []
+
+    def seen(status: LoadTestStatus) -> bool:
+        if not last or status != last[-1]:
+            last[:] = [status]
+            if on_status is not None:
+                on_status(status)
+        return status.phase in FINAL_PHASES
+
+    async def loop() -> LoadTestStatus:
+        status, version = await get_status(kube, namespace, name)
+        if seen(status):
+            return status
+        while True:
+            try:
+                async for event in _watch(kube, namespace, name, version):
+                    kind = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind == "DELETED":
+                        raise NotFound(f"loadtest {name} was deleted in namespace {namespace}")
+                    if kind == "ERROR":
+                        break  # expired resourceVersion (410) or similar: re-read, re-watch
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind in ("ADDED", "MODIFIED"):
+                        status = read_status(obj.get("status"))
+                        if seen(status):
+                            return status
+            except (aiohttp.ClientError, OSError, ValueError):
+                await asyncio.sleep(1.0)  # the watch broke: fall back to a GET, then watch again
+            status, version = await get_status(kube, namespace, name)
+            if seen(status):
+                return status
+
+    return await asyncio.wait_for(loop(), timeout=timeout)
+
+
+async def _watch(kube: Kube, namespace: str, name: str, version: str) -> Any:
+    """Watch events of one LoadTest from ``version``, one JSON object per line."""
+    creds = kube.credentials
+    kind = KINDS["LoadTest"]
+    url = creds.server + kind.path(namespace)
+    params = {"watch": "true", "fieldSelector": f"metadata.name={name}", "allowWatchBookmarks": "true",
+              "timeoutSeconds": "300"}
+    if version:
+        params["resourceVersion"] = version
+    headers = {"Accept": "application/json"}
+    auth = creds.header()
+    if auth:
+        headers["Authorization"] = auth
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=330)
+    connector = aiohttp.TCPConnector(ssl=creds.ssl_context())
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, session.get(
+            url, params=params, headers=headers) as response:
+        if response.status >= 400:
+            raise ApiError(response.status, response.reason or "", await response.text(),
+                           call=Call("watch", kind.group, kind.plural))
+        async for line in response.content:
+            if line.strip():
+                yield json.loads(line)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms" if value < 1000 else f"{value / 1000:.2f}s"
+
+
+def format_progress(status: LoadTestStatus) -> str:
+    """One line per change while waiting: phase, workers, live rps, p95, error rate."""
+    w = status.workers
+    s = status.summary
+    line = (f"{status.phase.value:<9} workers {w.ready}/{w.total} ready, {w.running} running, "
+            f"{w.succeeded} done, {w.failed} failed")
+    if s.requests or s.websocket.sessions:
+        line += (f" | {s.requests} requests, {s.rps:.1f}/s, p95 {_ms(s.http_req_duration.p95)}, "
+                 f"errors {s.error_rate:.2%}")
+    return line
+
+
+def _threshold_line(result: Any) -> str:
+    symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}.get(result.op, result.op)
+    value = "no data" if result.value is None else f"{result.value:.6g}"
+    mark = "ok  " if result.ok else "FAIL"
+    return f"    {mark} {result.metric} {result.stat} {symbol} {result.limit:.6g} (got {value})"
+
+
+def format_results(namespace: str, name: str, status: LoadTestStatus) -> str:
+    """The results as a small table for people: verdict, workers, summary, thresholds, failures."""
+    s = status.summary
+    completed = condition(status, LoadTestConditionType.COMPLETED)
+    why = f" ({completed.reason}: {completed.message})" if completed and completed.status == "True" else ""
+    lines = [f"LoadTest {namespace}/{name}: {status.phase.value}{why}"]
+    if status.start_at:
+        lines.append(f"  start       {status.start_at}"
+                     + (f", completed {status.completion_time}" if status.completion_time else ""))
+    w = status.workers
+    lines.append(f"  workers     {w.total} total, {w.succeeded} succeeded, {w.failed} failed")
+    lines.append(f"  duration    {s.duration_seconds:.1f}s")
+    lines.append(f"  requests    {s.requests} ({s.rps:.1f}/s), errors {s.errors} ({s.error_rate:.2%})")
+    if s.errors_by_class:
+        lines.append("  errors by   " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors_by_class.items())))
+    d = s.http_req_duration
+    if d.count:
+        lines.append(f"  latency     p50 {_ms(d.p50)}  p90 {_ms(d.p90)}  p95 {_ms(d.p95)}  "
+                     f"p99 {_ms(d.p99)}  max {_ms(d.max)}")
+    ws = s.websocket
+    if ws.sessions:
+        lines.append(f"  websocket   {ws.sessions} sessions, {ws.handshake_failures} handshake failures, "
+                     f"{ws.abnormal_closures} abnormal closures, {ws.messages_sent} sent, "
+                     f"{ws.messages_received} received, p95 {_ms(ws.message_latency.p95)}")
+    lines.append(f"  data        {s.data_sent} bytes sent, {s.data_received} bytes received")
+    if status.thresholds:
+        lines.append("  thresholds")
+        lines.extend(_threshold_line(t) for t in status.thresholds)
+    if w.failures:
+        lines.append("  failed workers")
+        lines.extend(f"    worker {f.index}: {f.reason}" + (f" ({f.message})" if f.message else "")
+                     for f in w.failures)
+    return "\n".join(lines)
+
+
+def format_json(namespace: str, name: str, status: LoadTestStatus) -> str:
+    """The results as JSON: the LoadTest's name and namespace with its status (camelCase, as stored)."""
+    return json.dumps({"namespace": namespace, "name": name, **status.wire()}, indent=2)
