@@ -206,9 +206,9 @@ def load_credentials(context: str | None = None) -> Credentials:
 
     cfg = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=cfg)
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(context=context, client_configuration=cfg)
+        config.load_kube_config(context=context, client_configuration=cfg)  # type: ignore[no-untyped-call]
     auth = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     if not auth and cfg.username:
         auth = cfg.get_basic_auth_token()

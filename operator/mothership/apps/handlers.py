@@ -50,7 +50,7 @@ APPS = ("mothership.dev", "v1alpha1", "apps")
 MANAGED = {std.MANAGED_BY: std.MANAGER}
 SELECTOR = f"{std.MANAGED_BY}={std.MANAGER}"
 
-CHILDREN: dict[str, tuple[str, ...]] = {
+CHILDREN: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     "Deployment": ("apps", "v1", "deployments"),
     "Service": ("v1", "services"),
     "Ingress": ("networking.k8s.io", "v1", "ingresses"),
@@ -89,7 +89,7 @@ class Runtime:
 
     def forget(self, key: Key) -> None:
         for table in (self.locks, self.written, self.applied, self.announced, self.pods, self.phases):
-            table.pop(key, None)  # type: ignore[attr-defined]
+            table.pop(key, None)
         self.count_phases()
 
     def count_phases(self) -> None:
@@ -119,14 +119,14 @@ async def apps_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: An
 
 
 @kopf.index(*APPS)
-def app_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Key, Manifest]:
+def app_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, Manifest]:
     """Each App's identity, spec and status, so a child's event finds its owner without a GET."""
-    return {(namespace, name): _snapshot(body)}
+    return {(namespace or "", name): _snapshot(body)}
 
 
 def _child_index(kind: str) -> None:
-    def index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Key, str]:
-        return {(namespace, name): _owner_uid(meta) or ""}
+    def index(namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> dict[Key, str]:
+        return {(namespace or "", name): _owner_uid(meta) or ""}
 
     kopf.index(*CHILDREN[kind], labels=MANAGED, id=f"managed_{kind.lower()}")(index)
 
@@ -154,10 +154,12 @@ async def app_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **k
 
 
 @kopf.on.event(*APPS)
-async def app_event(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def app_event(
+    event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     """Keep the apps-by-phase gauge and forget a deleted App's memory."""
     rt = runtime(memo)
-    key = (namespace, name)
+    key = (namespace or "", name)
     if event["type"] == "DELETED":
         rt.forget(key)
     else:
@@ -188,22 +190,24 @@ async def child_event(
             return
         if fresh["metadata"]["uid"] != owner["metadata"]["uid"]:
             return
-        owner = fresh
+        owner = dict(fresh)
     async with rt.lock(key):
         desired = _desired(owner, kind, body.metadata.name or "")
         if desired is None and not deleted:
             return  # not a child this App builds (any more): the next reconcile deletes it
-        with metrics.reconciling("app"):
-            if deleted or (desired is not None and not carries(dict(body), desired)):
-                logger.debug("child drifted; re-applying the App's children")
+        if deleted or (desired is not None and not carries(dict(body), desired)):
+            with metrics.reconciling("app"):
+                logger.info("%s %s was %s by hand; putting it back", kind, body.metadata.name,
+                            "deleted" if deleted else "changed")
                 new, error = await reconcile(owner, kube, rt, _indexes(kwargs), logger)
                 await _write(kube, rt, owner, new)
-                if error is not None:
-                    logger.warning("drift repair of %s/%s failed: %s", *key, error)
-            elif kind == "Deployment":
-                new = await _status_only(owner, dict(body), kube, rt)
-                if new is not None:
-                    await _write(kube, rt, owner, new)
+            if error is not None:
+                logger.warning("drift repair of %s/%s failed: %s", *key, error)
+        elif kind == "Deployment":
+            with metrics.reconciling("app"):
+                refreshed = await _status_only(owner, dict(body), kube, rt)
+                if refreshed is not None:
+                    await _write(kube, rt, owner, refreshed)
 
 
 for _kind, _selector in CHILDREN.items():
