@@ -81,6 +81,7 @@ from mothership.loadtests.status import (
     read_status,
     termination_message,
     wire,
+    worker_counts,
 )
 
 log = logging.getLogger(__name__)
@@ -386,6 +387,10 @@ class Run:
             "Pod", self.namespace, label_selector={builders.LOADTEST_LABEL: self.name})
         return self.pods
 
+    async def read_job(self) -> Manifest | None:
+        self.job = await self.kube.get("Job", builders.job_name(self.name), self.namespace)
+        return self.job
+
     def observed(self, **values: Any) -> Observed:
         return Observed(now=now(), spec=self.spec, launched=True, pods=self.pods, job=self.job,
                         stop_requested=self.stop_requested, start_at=self.status.start_at,
@@ -545,8 +550,13 @@ class Run:
         """Report failed worker pods to the coordinator; stop the run past the tolerance."""
         await self.list_pods()
         total = self.spec.worker_count()
-        failed = {i: f for i, p in latest_by_index(self.pods, total).items()
-                  if (f := pod_failure(p, i)) is not None}
+        chosen = latest_by_index(self.pods, total)
+        if any(i not in chosen for i in self.positions):
+            await self.read_job()  # pods gone mid-run: the Job's DeadlineExceeded says why
+        failed = {i: f for i, p in chosen.items() if (f := pod_failure(p, i)) is not None}
+        if self.job is not None:
+            failed.update({f.index: f for f in worker_counts(self.pods, total, job=self.job).failures
+                           if f.index not in failed})
         for index, failure in sorted(failed.items()):
             if index in self.reported:
                 continue
@@ -571,6 +581,7 @@ class Run:
             if not running or loop.time() >= deadline or self.stopped:
                 break
             await self.stopped.wait(0.5)
+        await self.read_job()
         lost = {f.index for f in self.failures_of(result)} - self.reported
         if lost and len(chosen) == total and all(termination_message(p) for p in chosen.values()):
             rebuilt = self.from_summaries(chosen, total)
