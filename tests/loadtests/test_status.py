@@ -1,4 +1,5 @@
-"""LoadTest status: one test per phase transition, plus worker pods read into counts and failures."""
+"""LoadTest status: one test per phase transition, worker pods read into counts and failures,
+refusals (the policy checks before any child exists) and the coordinator's verdicts as phases."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from mothership.api.loadtest import (
     ThresholdResult,
     WorkerFailure,
 )
+from mothership.api.tenant import LoadTestLimits
+from mothership.loadgen.coordinator import Result
+from mothership.loadgen.coordinator import Verdict as RunVerdict
+from mothership.loadtests import coordination
 from mothership.loadtests import status as st
 from mothership.loadtests.status import (
     LoadTestConditionType as C,
@@ -333,3 +338,59 @@ def test_a_worker_failure_shows_as_stopping_while_the_coordinator_winds_down() -
                               coordinating=True), running_status())
     assert status.phase is LoadTestPhase.STOPPING
     assert status.workers.failures[0].index == 1
+
+
+# --- refusals (coordination.refusal_for is pure) and the coordinator's verdicts -------------------
+
+
+def refusal(limits: LoadTestLimits | None = None, operator: tuple[str, ...] = (),
+            **over: Any) -> Refusal | None:
+    return coordination.refusal_for(spec(**over), "team-a", limits or LoadTestLimits(), operator)
+
+
+def test_a_target_outside_the_namespace_is_refused_by_default_and_the_message_says_what_to_do() -> None:
+    found = refusal(target={"url": "http://shop.team-b.svc:80"})
+    assert found is not None and found.reason is R.TARGET_NOT_ALLOWED
+    assert "shop.team-b.svc" in found.message and "allowedTargets" in found.message
+    status = compute(Observed(now=NOW, spec=spec(), refusal=found))
+    assert status.phase is LoadTestPhase.ERRORED
+
+
+def test_in_namespace_services_and_apps_are_always_allowed() -> None:
+    assert refusal(target={"url": "http://shop.team-a.svc.cluster.local:80"}) is None
+    assert refusal(target={"app": "shop"}) is None
+
+
+def test_the_tenants_patterns_and_the_operators_both_allow_a_target() -> None:
+    assert refusal(LoadTestLimits(allowed_targets=["127.0.0.1:*"])) is None
+    assert refusal(operator=("127.0.0.1",)) is None
+    assert refusal(LoadTestLimits(allowed_targets=["*.example.com"])) is not None
+
+
+def test_the_tenants_worker_and_virtual_user_caps_are_enforced() -> None:
+    limits = LoadTestLimits(max_workers=2, max_virtual_users=5, allowed_targets=["127.0.0.1:*"])
+    too_many_workers = refusal(limits)  # 3 workers
+    assert too_many_workers is not None and too_many_workers.reason is R.TOO_MANY_WORKERS
+    assert "at most 2" in too_many_workers.message
+    too_many_users = refusal(limits, workers=2, virtualUsers=6)
+    assert too_many_users is not None and too_many_users.reason is R.TOO_MANY_VIRTUAL_USERS
+
+
+def test_the_coordinators_verdicts_map_onto_the_phases() -> None:
+    def phase(verdict: RunVerdict, reason: str = "", ok: bool = True) -> LoadTestPhase:
+        result = Result(verdict=verdict, reason=reason, final=True, thresholds=[threshold(ok)])
+        return compute(Observed(now=LATER, spec=spec(), launched=True, start_at=START_AT,
+                                verdict=coordination.verdict_of(result), thresholds=result.thresholds),
+                       running_status()).phase
+
+    assert phase(RunVerdict.PASSED) is LoadTestPhase.PASSED
+    assert phase(RunVerdict.FAILED, "1 of 1 thresholds failed", ok=False) is LoadTestPhase.FAILED
+    assert phase(RunVerdict.FAILED, "aborted: errors rate 0.5 !< 0.01", ok=False) is LoadTestPhase.FAILED
+    assert phase(RunVerdict.STOPPED) is LoadTestPhase.STOPPED
+    assert phase(RunVerdict.ERRORED) is LoadTestPhase.ERRORED
+    assert coordination.verdict_of(Result()) is None
+
+
+def test_the_start_barrier_survives_its_round_trip_through_status_to_the_microsecond() -> None:
+    epoch = 1795943092.947105
+    assert abs(coordination.rfc3339_to_epoch(coordination.epoch_to_rfc3339(epoch)) - epoch) < 1e-6
