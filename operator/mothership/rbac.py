@@ -26,9 +26,12 @@ Where each rule comes from:
   creation or update" in the Kubernetes RBAC docs).
 - App: Deployment, Service, Ingress, HorizontalPodAutoscaler,
   PodDisruptionBudget.
-- LoadTest: the plan ConfigMap, the control-token Secret, the Indexed Job,
-  reading the worker Pods (IPs, readiness, termination messages), and an
-  optional PodMonitor.
+- LoadTest: the plan ConfigMap, the control-token Secret (by name only: no
+  list or watch on Secrets), the Indexed Job, reading the worker Pods (IPs,
+  readiness, termination messages), and an optional PodMonitor.
+- Admission, not calls: children's ownerReferences set ``blockOwnerDeletion``,
+  which the OwnerReferencesPermissionEnforcement plugin (OpenShift, hardened
+  clusters) allows only with ``update`` on the owner's ``finalizers``.
 
 Children are written with server-side apply (an HTTP PATCH), so ``update`` is
 only granted on our own resources. :data:`PEERING_RULES` are added only when the
@@ -51,6 +54,7 @@ Rule = dict[str, list[str]]
 
 READ = ["get", "list", "watch"]
 MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
+BY_NAME = ["get", "create", "patch", "delete"]
 
 RULES: list[Rule] = [
     # Our own resources: kopf watches them and patches annotations, finalizers and status.
@@ -63,6 +67,14 @@ RULES: list[Rule] = [
         "apiGroups": ["mothership.dev"],
         "resources": ["tenants/status", "apps/status", "loadtests/status"],
         "verbs": ["get", "patch", "update"],
+    },
+    # Children carry ownerReferences with blockOwnerDeletion: where the
+    # OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift, hardened
+    # clusters), setting it requires update on the owner's finalizers subresource.
+    {
+        "apiGroups": ["mothership.dev"],
+        "resources": ["tenants/finalizers", "apps/finalizers", "loadtests/finalizers"],
+        "verbs": ["update"],
     },
     # kopf: resource discovery while running.
     {
@@ -94,8 +106,10 @@ RULES: list[Rule] = [
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": MANAGE},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": MANAGE},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": MANAGE},
-    # LoadTest: the plan, the control token, the Indexed Job and its worker pods.
-    {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": MANAGE},
+    # LoadTest: the plan, the control token, the Indexed Job and its worker pods. The plan
+    # and the token are read back by name only: no list or watch, so the operator cannot
+    # enumerate the cluster's Secrets.
+    {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": BY_NAME},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": MANAGE},
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ},
     {
