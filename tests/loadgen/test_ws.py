@@ -9,17 +9,17 @@ from mothership.api.loadtest import WebSocketSession
 from mothership.loadgen.engine import clock_for
 from mothership.loadgen.histogram import bucket_index
 from mothership.loadgen.stats import Stats
-from mothership.loadgen.ws import WsSession, prepare_session, ws_url
+from mothership.loadgen.ws import StopSignal, WsSession, prepare_session, ws_url
 
 from .conftest import TargetServer
 
 
-async def session(url: str, stopping: asyncio.Event | None = None, **fields: Any) -> Stats:
+async def session(url: str, stopping: StopSignal | None = None, **fields: Any) -> Stats:
     """Run one session to its end and return what it recorded."""
     loop = asyncio.get_running_loop()
     stats = Stats(["s"])
     prepared = prepare_session(url, WebSocketSession.model_validate(fields))
-    ws = WsSession(prepared, 0, stats, clock_for(loop), stopping or asyncio.Event())
+    ws = WsSession(prepared, 0, stats, clock_for(loop), stopping or StopSignal())
     await asyncio.wait_for(ws.run(), 5)
     return stats
 
@@ -121,7 +121,7 @@ async def test_subprotocols_and_headers_are_offered_in_the_handshake(
 
 async def test_stopping_closes_a_held_session_normally_and_early(target_server: TargetServer) -> None:
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
+    stopping = StopSignal()
     loop.call_later(0.1, stopping.set)
     started = loop.time()
     stats = await session(target_server.url, stopping, path="/ws/echo", interval="20ms", hold="30s")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from .http import HttpClient, PreparedRequest, Target
 from .plan import WorkerShare
 from .stats import Stats
-from .ws import PreparedSession, WsSession
+from .ws import PreparedSession, StopSignal, WsSession
 
 Clock = Callable[[], float]
 
@@ -52,7 +52,7 @@ class Context:
     """Per scenario, its WebSocket session, if any."""
     now: Clock
     loop: asyncio.AbstractEventLoop
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: StopSignal = field(default_factory=StopSignal)
     """Set at the end of the duration (or on stop): no new iterations; WebSocket sessions close."""
 
 

@@ -111,6 +111,24 @@ def prepare_session(base_url: str, session: WebSocketSession,
     )
 
 
+class StopSignal(asyncio.Event):
+    """An Event that also calls registered wakers when set.
+
+    Thousands of held sessions each need to notice the end of the test; a
+    waker per session costs a set entry, where a task per session blocked on
+    ``Event.wait`` cost about 2 KiB each (bench/ws_msgs.py --hold-vus).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakers: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        super().set()
+        for wake in list(self.wakers):
+            wake()
+
+
 class _SessionListener(WSListener):
     """Per-connection callbacks; the hot path is ``on_ws_frame`` for data frames."""
 
@@ -172,7 +190,7 @@ class WsSession:
     """One session of one virtual user: connect, exchange, hold, close. Await ``run()``."""
 
     def __init__(self, prepared: PreparedSession, scenario_index: int, stats: Stats,
-                 now: Clock, stopping: asyncio.Event) -> None:
+                 now: Clock, stopping: StopSignal) -> None:
         self.p = prepared
         self.si = scenario_index
         self.stats = stats
@@ -184,7 +202,11 @@ class WsSession:
         self.closing = False
         self.errored = False
         self.pongs = 0
-        self.disconnected = asyncio.Event()
+        self.disconnected = False
+        self._gone: asyncio.Future[None] | None = None
+        """Resolved when the connection is gone (set in ``on_disconnected``)."""
+        self._wakeup: asyncio.Future[None] | None = None
+        """What the exchange loop sleeps on: a timer, the stop signal or the disconnect resolve it."""
         self.connected = False
         self._fast = prepared.interval <= 0 and prepared.expect is not WsExpect.NONE
         self.fast_echo = self._fast and prepared.expect is WsExpect.ECHO
@@ -227,7 +249,15 @@ class WsSession:
             if abnormal:
                 self.errored = True
             self.connected = False
-        self.disconnected.set()
+        self.disconnected = True
+        self._wake()
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
+    def _wake(self) -> None:
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
 
     # --- the session ----------------------------------------------------------
 
@@ -270,7 +300,7 @@ class WsSession:
         try:
             await self._exchange(transport)
         finally:
-            if not self.disconnected.is_set():
+            if not self.disconnected:
                 self.closing = True
                 transport.disconnect(graceful=False)
                 self.on_disconnected()
@@ -279,19 +309,19 @@ class WsSession:
         p = self.p
         loop = asyncio.get_running_loop()
         end = self.now() + p.hold
-        stop_wait = loop.create_task(self.stopping.wait())
-        gone_wait = loop.create_task(self.disconnected.wait())
+        stopping = self.stopping
+        stopping.wakers.add(self._wake)
         try:
-            if self._fast and not self.disconnected.is_set():
+            if self._fast and not self.disconnected:
                 self.sent_at.append(self.now())
                 transport.send(_TEXT, p.payload)
                 self.stats.ws_sent(len(p.payload))
             next_send = self.now() if not self._fast and p.interval > 0 else None
             if p.expect is WsExpect.NONE and p.interval <= 0:
-                next_send = self.now()  # send-only at full speed is throttled to one per loop turn
+                next_send = self.now()  # send-only at full speed: one message per loop turn
             next_ping = self.now() + p.ping_interval if p.ping_interval > 0 else None
             pings_sent = 0
-            while not self.disconnected.is_set() and not self.stopping.is_set():
+            while not self.disconnected and not stopping.is_set():
                 t = self.now()
                 if t >= end:
                     break
@@ -311,15 +341,20 @@ class WsSession:
                     pings_sent += 1
                     next_ping += p.ping_interval
                 wake = min(x for x in (end, next_send, next_ping) if x is not None)
-                await asyncio.wait({stop_wait, gone_wait}, timeout=max(wake - self.now(), 0.0),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                self._wakeup = loop.create_future()
+                timer = loop.call_later(max(wake - self.now(), 0.0), self._wake)
+                try:
+                    await self._wakeup
+                finally:
+                    timer.cancel()
+                    self._wakeup = None
         finally:
-            stop_wait.cancel()
-            gone_wait.cancel()
-        if not self.disconnected.is_set():
+            stopping.wakers.discard(self._wake)
+        if not self.disconnected:
             self.closing = True
+            self._gone = loop.create_future()
             transport.send_close(WSCloseCode.OK)
             try:
-                await asyncio.wait_for(self.disconnected.wait(), p.connect_timeout)
+                await asyncio.wait_for(self._gone, p.connect_timeout)
             except TimeoutError:
                 transport.disconnect(graceful=False)
