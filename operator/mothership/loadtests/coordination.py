@@ -642,9 +642,9 @@ class Run:
                 if not pending and not starting:
                     return
                 await asyncio.gather(*(stop(n, u) for n, u in pending.items()))
-                if loop.time() >= deadline or (self.stopped and not self.deleted):
+                if loop.time() >= deadline or self.stopped:  # deleted or exiting: one round is all
                     return
-                await asyncio.sleep(PODS_SECONDS)
+                await self.stopped.wait(PODS_SECONDS)
                 pods = await self.list_pods()
 
     # --- after the end --------------------------------------------------------------
