@@ -7,6 +7,7 @@ from typing import Any
 
 from mothership.api.loadtest import HttpRequest
 from mothership.loadgen.engine import clock_for
+from mothership.loadgen.histogram import bucket_index
 from mothership.loadgen.http import HttpClient, parse_target, prepare
 from mothership.loadgen.stats import Stats
 
@@ -51,6 +52,10 @@ async def test_keep_alive_reuses_one_connection_across_iterations(target_server:
     assert stats.http_reqs_total() == 100
     assert stats.errors_total() == 0
     assert client.connections_opened == 1
+    wire = stats.http_req_duration.to_wire()  # the inlined hot path uses Histogram.record's buckets
+    assert bucket_index(wire["min"]) == wire["offset"]
+    assert bucket_index(wire["max"]) == wire["offset"] + len(wire["counts"]) - 1
+    assert sum(wire["counts"]) + wire["underflow"] + wire["overflow"] == wire["count"] == 100
     assert len(target_server.peers) == 1
     assert target_server.total == 100
 
