@@ -68,7 +68,7 @@ def main() -> None:
     seconds = "3" if args.quick else "5"
     http = _run("http_rps.py", "--seconds", seconds)
     ws = _run("ws_msgs.py", "--seconds", seconds)
-    vus = _run("ws_msgs.py", "--hold-vus", "20000")
+    vus = _run("ws_msgs.py", "--hold-vus", "20000", "--ramp", "90", "--hold", "10", timeout=900)
     merge = _run("merge.py")
     print(json.dumps({
         **header("compare"),
