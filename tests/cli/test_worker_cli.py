@@ -65,3 +65,45 @@ async def test_a_worker_takes_its_index_from_the_job_and_exits_3_when_never_star
     assert process.returncode == 3, stderr.decode()
     assert stdout.decode().startswith("worker 1/2 listening on http://127.0.0.1:")
     assert "not started within" in stderr.decode() and "t0ken" not in stderr.decode()
+
+
+async def test_sigterm_mid_run_writes_the_summary_and_exits_without_lingering(
+    tmp_path: Path, demo_target: object
+) -> None:
+    """A deleted pod gets one SIGTERM, then SIGKILL: the summary must be out before that."""
+    import json
+    import signal
+    import time
+
+    import aiohttp
+
+    plan, token = files(tmp_path, target={"url": demo_target.url}, duration="30s")  # type: ignore[attr-defined]
+    summary = tmp_path / "summary"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mothership", "worker", "--plan", str(plan), "--token-file", str(token),
+        "--listen", "127.0.0.1:0", "--summary-file", str(summary), "--linger", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=10)).decode()
+        url = line.strip().rsplit(" ", 1)[-1]
+        headers = {"Authorization": "Bearer t0ken"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.post(f"{url}/start", params={"at": str(time.time())}) as response:
+                assert response.status == 200
+            for _ in range(100):  # bounded: until the engine has run a moment
+                async with http.get(f"{url}/snapshot") as response:
+                    body = await response.json()
+                if body["state"] == "running" and (body["elapsed"] or 0) > 0.3:
+                    break
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=10)  # the linger is 60 s
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    envelope = json.loads(summary.read_text())
+    assert envelope["state"] == "stopped" and envelope["snapshot"]

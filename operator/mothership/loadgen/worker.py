@@ -213,6 +213,7 @@ class Worker:
         self.error: str | None = None
         self.stop_event = asyncio.Event()
         self._released = asyncio.Event()
+        self._exit_when_done = False
         self._started_loop: float | None = None
         self._ended_loop: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -273,6 +274,17 @@ class Worker:
             self._finish(WorkerState.STOPPED)
             self._released.set()
 
+    def terminate(self) -> None:
+        """SIGTERM/SIGINT: stop, and exit as soon as the summary is written (no linger).
+
+        A pod being deleted gets one SIGTERM and then SIGKILL after its grace
+        period; lingering for /snapshot would only hold the pod until then.
+        """
+        self._exit_when_done = True
+        self.stop()
+        if self.state in FINAL_STATES:
+            self._released.set()
+
     async def _run(self, at: float) -> None:
         loop = asyncio.get_running_loop()
         # Convert the wall-clock barrier to the loop's monotonic clock once, then sleep on it.
@@ -308,6 +320,8 @@ class Worker:
             self._ended_loop = asyncio.get_running_loop().time()
         self._move(state)
         self.write_summary()
+        if self._exit_when_done:
+            self._released.set()
 
     def write_summary(self) -> None:
         """Write the envelope to the summary file, if any; never fails the worker."""
@@ -414,13 +428,13 @@ async def serve(worker: Worker, host: str, port: int, announce: Callable[[str], 
                 *, handle_signals: bool = True) -> int:
     """Serve the control app on host:port until the worker's lifetime ends; return the exit code.
 
-    With ``handle_signals``, SIGTERM and SIGINT stop the run gracefully (the
-    summary is still written); a second one ends the linger at once.
+    With ``handle_signals``, SIGTERM and SIGINT stop the run gracefully: the
+    summary is still written, then the process exits without lingering.
     """
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
+            loop.add_signal_handler(sig, worker.terminate)
     runner = web.AppRunner(worker.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
