@@ -108,6 +108,7 @@ async def test_abort_on_fail_stops_the_run_early_with_a_failed_verdict(serve_wor
     result = await asyncio.wait_for(Coordinator([w.url], TOKEN, spec, **FAST).run(), timeout=4)
     assert result.verdict is Verdict.FAILED
     assert result.reason.startswith("aborted: http_req_duration p95 ")
+    assert result.aborted
     assert result.workers[0].state == "stopped" and result.elapsed < 2
     assert not result.thresholds[0].ok
 

@@ -129,6 +129,8 @@ class Result(Model):
     """A sentence saying why: the failed thresholds, the lost workers, or who stopped it."""
     final: bool = False
     """False for live updates, True for the result of the whole run."""
+    aborted: bool = False
+    """True when an abortOnFail threshold ended the run early."""
     start_at: float | None = None
     """Wall-clock epoch seconds of the start barrier."""
     elapsed: float = 0.0
@@ -487,6 +489,7 @@ class Coordinator:
                 errored = "no worker finished"
             result.verdict, result.reason = decide(errored=errored, aborted=self._aborted,
                                                    stopped=stopped, thresholds=thresholds)
+            result.aborted = result.verdict is Verdict.FAILED and bool(self._aborted)
         return result
 
     def _windowed_rps(self, elapsed: float, requests: int) -> float:
@@ -551,14 +554,16 @@ def result_from_summaries(
     thresholds = evaluate(spec.thresholds, merged, elapsed)
     stopped = any(r.state == "stopped" for r in reports)
     errored = too_many_failures(failures, len(texts), spec) if snaps else "no worker left a summary"
+    aborted = abort_reasons(spec.thresholds, thresholds) if stopped else []
     verdict, reason = decide(
         errored=errored,
-        aborted=abort_reasons(spec.thresholds, thresholds) if stopped else [],
+        aborted=aborted,
         stopped="stopped before the end" if stopped else None,
         thresholds=thresholds,
     )
     return Result(
-        verdict=verdict, reason=reason, final=True, start_at=start_at, elapsed=round(elapsed, 3),
+        verdict=verdict, reason=reason, final=True, aborted=verdict is Verdict.FAILED and bool(aborted),
+        start_at=start_at, elapsed=round(elapsed, 3),
         summary=summarize(merged, elapsed), thresholds=thresholds, workers=reports, failures=failures,
     )
 

@@ -331,7 +331,7 @@ def verdict_of(result: Result) -> Verdict | None:
         return Verdict.STOPPED
     if result.verdict is RunVerdict.ERRORED:
         return Verdict.ERRORED
-    if result.verdict is RunVerdict.FAILED and result.reason.startswith("aborted"):
+    if result.verdict is RunVerdict.FAILED and result.aborted:
         return Verdict.ABORTED
     return Verdict.COMPLETED
 
