@@ -149,7 +149,7 @@ class Probes:
     has stopped or crashed, so a kubelet restarts a wedged process.
     """
 
-    def __init__(self, ready: asyncio.Event, operator: asyncio.Task[None] | None = None) -> None:
+    def __init__(self, ready: asyncio.Event, operator: asyncio.Task[Any] | None = None) -> None:
         self.ready = ready
         self.operator = operator
         self._runner: web.AppRunner | None = None
@@ -174,7 +174,9 @@ class Probes:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Short keep-alive and shutdown: an idle scraper's connection must not hold the process
+        # (kopf waits up to 5 s for every task it did not start, then we wait for open connections).
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=5, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -206,20 +208,24 @@ def register_handlers() -> list[str]:
 
 
 async def operate(config: Config, *, stop: asyncio.Event | None = None) -> None:
-    """Run kopf and the probe server until ``stop`` is set or a signal arrives."""
+    """Run kopf and the probe server until ``stop`` is set or SIGINT/SIGTERM arrives.
+
+    kopf runs in this very task, not a child one: at exit kopf waits 5 s for every
+    task it did not start and that did not exist before it, so a wrapper task
+    (or a stop flag nobody sets) would delay every shutdown by those 5 s.
+    """
     modules = register_handlers()
     if not quiet_kopf_chatter():
         logger.warning("kopf's event poster not found: kopf's INFO chatter will be posted as Events")
     kube = Kube.connect()
     memo = kopf.Memo(kube=kube, config=config)
     ready = asyncio.Event()
-    stop = stop or asyncio.Event()
-    probes = Probes(ready)
+    probes = Probes(ready, asyncio.current_task())
     port = await probes.start(config.host, config.port)
     logger.info("serving /healthz and /metrics on %s:%d; handlers from %s", config.host, port,
                 ", ".join(modules))
-    task = asyncio.create_task(
-        kopf.operator(
+    try:
+        await kopf.operator(
             settings=settings(config),
             standalone=config.peering is None,
             peering_name=config.peering,
@@ -229,15 +235,12 @@ async def operate(config: Config, *, stop: asyncio.Event | None = None) -> None:
             ready_flag=ready,
             stop_flag=stop,
             memo=memo,
-        ),
-        name="kopf",
-    )
-    probes.operator = task
-    try:
-        await task
+        )
     finally:
+        ready.clear()
         await probes.stop()
         await kube.close()
+        logger.debug("probe server and API client closed")
 
 
 def run(config: Config) -> None:
