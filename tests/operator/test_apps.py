@@ -161,8 +161,10 @@ async def test_removing_expose_and_autoscale_removes_the_ingress_and_the_autosca
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
-    st = await status_of(api, "shop", namespace)
-    assert st.get("externalUrl") == "https://shop.example.com"
+    async def external_url() -> str | None:
+        return (await status_of(api, "shop", namespace)).get("externalUrl")
+
+    assert await until(external_url, timeout=5, what="externalUrl") == "https://shop.example.com"
 
     await api.patch("App", "shop", namespace, {"spec": {"expose": None, "autoscale": None}})
 
