@@ -79,6 +79,27 @@ async def test_audit_a_restarted_operator_repairs_what_changed_while_it_was_down
     await until(lambda: _eq(image(), "ghcr.io/acme/shop:3.0"), timeout=10, what="the Deployment back")
 
 
+async def test_audit_with_namespace_the_operator_serves_only_that_namespace(
+        cluster: Cluster, api: Kube, until: Until) -> None:
+    served, ignored = "only-here", "not-here"
+    for ns in (served, ignored):
+        await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    assert cluster.process is not None
+    assert await asyncio.to_thread(stop_operator, cluster.process) == 0
+    cluster.process = start_operator(cluster, "--namespace", served)
+    await asyncio.to_thread(wait_healthy, cluster)
+
+    for ns in (ignored, served):
+        await api.request("create", KINDS["App"], namespace=ns, body=app("shop", ns))
+    await until(lambda: api.get("Deployment", "shop", served), timeout=5, what="served")
+    assert await api.get("Deployment", "shop", ignored) is None
+    # Tenants are cluster-scoped: still served.
+    await api.request("create", KINDS["Tenant"], body={
+        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "ns-mode"},
+        "spec": {}})
+    await until(lambda: api.get("Namespace", "ns-mode"), timeout=5, what="the Tenant's namespace")
+
+
 async def test_audit_every_api_call_the_operator_made_is_allowed_by_rbac_rules(cluster: Cluster) -> None:
     calls = cluster.operator_calls()
     assert calls, "the emulator saw no calls from the operator"
