@@ -155,7 +155,7 @@ async def app_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **k
 
 @kopf.on.event(*APPS)
 async def app_event(
-    event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """Keep the apps-by-phase gauge and forget a deleted App's memory."""
     rt = runtime(memo)
@@ -167,7 +167,7 @@ async def app_event(
         if phase and rt.phases.get(key) != phase:
             rt.phases[key] = phase
             rt.count_phases()
-    metrics.MANAGED_OBJECTS.labels("App").set(len(rt.phases))
+    metrics.MANAGED_OBJECTS.labels("App").set(len(kwargs["app_index"]))
 
 
 async def child_event(
