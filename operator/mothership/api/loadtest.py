@@ -442,6 +442,87 @@ FINAL_PHASES = frozenset(
 )
 
 
+class LoadTestConditionType(StrEnum):
+    """The conditions of ``LoadTest.status``; what Unknown, False and True mean for each."""
+
+    ACCEPTED = "Accepted"
+    """Whether the operator will run this test.
+    Unknown: not validated yet (phase Pending).
+    False: refused for good (InvalidSpec, TargetNotAllowed, TooManyWorkers, TooManyVirtualUsers);
+    no ConfigMap, Secret or Job was created, and the phase is Errored.
+    True: the spec is valid and within the tenant's limits; its children were created."""
+    WORKERS_READY = "WorkersReady"
+    """Whether every worker pod is up and waiting for the start barrier.
+    Unknown: no worker pod observed yet (or the test was refused).
+    False: WaitingForWorkers (the message counts them), or WorkerFailed (the message names the
+    failed worker indexes and their reasons, beyond toleratedWorkerFailures).
+    True: AllWorkersReady: every worker was ready, so the barrier could be chosen; it stays True
+    after the start while no worker fails beyond the tolerance."""
+    STARTED = "Started"
+    """Whether the start barrier was sent.
+    Unknown: not accepted yet.
+    False: WaitingForWorkers before the barrier, or NeverStarted when the test ended first.
+    True: StartScheduled: ``status.startAt`` was chosen (and persisted) and sent to all workers."""
+    COMPLETED = "Completed"
+    """Whether the test is over.
+    Unknown: not accepted yet.
+    False: InProgress while it is pending, starting, running or stopping.
+    True: the test is over; the reason says how (RanToCompletion, StoppedByUser,
+    AbortedOnThreshold, WorkerFailed, Refused, CoordinationFailed)."""
+    THRESHOLDS_PASSED = "ThresholdsPassed"
+    """Whether every threshold holds on the merged results (live while running, final at the end).
+    Unknown: NoData (no results yet).
+    False: ThresholdFailed; the message lists each failing threshold with its value.
+    True: AllThresholdsPassed, or NoThresholds when the spec sets none."""
+
+
+class LoadTestReason(StrEnum):
+    """Reasons :func:`compute` gives its conditions (see :class:`LoadTestConditionType`)."""
+
+    PENDING = "Pending"
+    """Unknown: the operator has not looked at this test yet."""
+    ACCEPTED = "Accepted"
+    """Accepted is True: valid spec, allowed target, within the tenant's limits."""
+    INVALID_SPEC = "InvalidSpec"
+    """Accepted is False: the spec fails validation that the schema could not express."""
+    TARGET_NOT_ALLOWED = "TargetNotAllowed"
+    """Accepted is False: the target is outside the namespace and matches no allowed pattern."""
+    TOO_MANY_WORKERS = "TooManyWorkers"
+    """Accepted is False: more workers than the tenant's loadTests.maxWorkers."""
+    TOO_MANY_VIRTUAL_USERS = "TooManyVirtualUsers"
+    """Accepted is False: more virtual users than the tenant's loadTests.maxVirtualUsers."""
+    WAITING_FOR_WORKERS = "WaitingForWorkers"
+    """WorkersReady/Started are False: worker pods are being scheduled or starting."""
+    ALL_WORKERS_READY = "AllWorkersReady"
+    """WorkersReady is True: every worker answered its readiness probe."""
+    WORKER_FAILED = "WorkerFailed"
+    """A worker pod failed (OOMKilled, ImagePullBackOff, Error, DeadlineExceeded) beyond the tolerance."""
+    START_SCHEDULED = "StartScheduled"
+    """Started is True: the start barrier was persisted and sent to every worker."""
+    NEVER_STARTED = "NeverStarted"
+    """Started is False: the test ended before the start barrier."""
+    IN_PROGRESS = "InProgress"
+    """Completed is False: the test is not over."""
+    RAN_TO_COMPLETION = "RanToCompletion"
+    """Completed is True: load ran for the whole duration."""
+    STOPPED_BY_USER = "StoppedByUser"
+    """Completed is True: ``spec.stop`` was set; the summary is partial."""
+    ABORTED_ON_THRESHOLD = "AbortedOnThreshold"
+    """Completed is True: an ``abortOnFail`` threshold failed, so the test stopped early."""
+    REFUSED = "Refused"
+    """Completed is True: the test was refused and never ran (see Accepted)."""
+    COORDINATION_FAILED = "CoordinationFailed"
+    """Completed is True: the operator could not run the test (workers unreachable, never ready)."""
+    NO_DATA = "NoData"
+    """ThresholdsPassed is Unknown: no results yet."""
+    NO_THRESHOLDS = "NoThresholds"
+    """ThresholdsPassed is True: the spec sets no thresholds."""
+    ALL_THRESHOLDS_PASSED = "AllThresholdsPassed"
+    """ThresholdsPassed is True: every threshold holds."""
+    THRESHOLD_FAILED = "ThresholdFailed"
+    """ThresholdsPassed is False: at least one threshold does not hold."""
+
+
 class Percentiles(Model):
     """A latency distribution, in milliseconds."""
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from mothership.api.loadtest import FINAL_PHASES, LoadTestPhase, LoadTestStatus
+from mothership.api.loadtest import FINAL_PHASES, LoadTestConditionType, LoadTestPhase, LoadTestStatus
 from mothership.kube import KINDS, ApiError, Call, Kube
-from mothership.loadtests.status import LoadTestConditionType, condition, read_status
+from mothership.loadtests.status import condition, read_status
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
