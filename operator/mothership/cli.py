@@ -160,6 +160,11 @@ def loadtest_run(
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON to this file.")] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view (on a terminal).")] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65000, metavar="BASE",
+                     help="Worker i serves /metrics on 127.0.0.1:BASE+i (for Prometheus); default: free."),
+    ] = None,
 ) -> None:
     """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise."""
     import asyncio
@@ -214,7 +219,8 @@ def loadtest_run(
         try:
             with view.LiveView(console, spec, title=title, enabled=live and console.is_terminal) as live_view:
                 return await run_local(spec, base_url=base_url, workers=count, loadtest=name or "local",
-                                       demo_target=demo_target, on_update=live_view.update,
+                                       demo_target=demo_target, metrics_port=metrics_port,
+                                       on_update=live_view.update,
                                        on_coordinator=coordinators.append)
         finally:
             loop.remove_signal_handler(signal.SIGINT)

@@ -137,3 +137,34 @@ async def test_ctrl_c_stops_gracefully_with_a_partial_summary(
     body = json.loads(out.read_text())
     assert body["verdict"] == "stopped" and body["elapsed"] < 10
     assert body["summary"]["requests"] == demo_target.target.stats()["http"]["requests"]
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 both free on 127.0.0.1 right now (bounded search)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            base = a.getsockname()[1]
+            if base >= 65000:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", base + 1))
+                except OSError:
+                    continue
+                return base
+    raise AssertionError("no two consecutive free ports")
+
+
+def test_metrics_port_puts_worker_i_on_base_plus_i_so_prometheus_can_be_told_up_front(
+    tmp_path: Path,
+) -> None:
+    base = free_port_pair()
+    out = tmp_path / "summary.json"
+    result = run("-f", str(write_spec(tmp_path)), "--demo-target", "--workers", "2", "--no-live",
+                 "--metrics-port", str(base), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    urls = [w["url"] for w in json.loads(out.read_text())["workers"]]
+    assert urls == [f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"]

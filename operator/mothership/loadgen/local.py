@@ -162,6 +162,9 @@ class LocalRun:
     """Seconds from picking the barrier to the barrier: on one machine the POSTs land in microseconds."""
     poll_interval: float = 0.25
     ready_timeout: float = 30.0
+    metrics_port: int | None = None
+    """Worker i listens on 127.0.0.1:(metrics_port + i), so Prometheus can be told the targets up
+    front; None picks free ports."""
     on_update: OnUpdate | None = None
     children: list[Spawned] = field(default_factory=list)
     """The worker processes of the current run, in index order."""
@@ -208,7 +211,8 @@ class LocalRun:
     def worker_args(self, index: int, plan: Path, token_file: Path, workdir: Path) -> list[str]:
         return [
             "worker", "--plan", str(plan), "--index", str(index), "--count", str(self.workers),
-            "--listen", "127.0.0.1:0", "--token-file", str(token_file), "--loadtest", self.loadtest,
+            "--listen", f"127.0.0.1:{self.metrics_port + index if self.metrics_port else 0}",
+            "--token-file", str(token_file), "--loadtest", self.loadtest,
             "--target", self.base_url, "--summary-file", str(workdir / f"summary-{index}.json"),
             "--linger", "30", "--ready-timeout", str(self.ready_timeout + 30),
         ]
@@ -228,6 +232,7 @@ async def run_local(
     workers: int,
     loadtest: str = "local",
     demo_target: bool = False,
+    metrics_port: int | None = None,
     on_update: OnUpdate | None = None,
     on_coordinator: Callable[[Coordinator], None] | None = None,
 ) -> tuple[Result, dict[str, Any] | None]:
@@ -238,9 +243,10 @@ async def run_local(
         if not demo_target:
             if base_url is None:
                 raise CouldNotRun("spec.target.app needs --target URL (or --demo-target) to run locally")
-            run = LocalRun(spec, base_url, workers, loadtest, on_update=on_update)
+            run = LocalRun(spec, base_url, workers, loadtest, metrics_port=metrics_port, on_update=on_update)
             return await run.run(workdir, on_coordinator), None
         async with demo_target_process(workdir) as target:
-            run = LocalRun(spec, target.url, workers, loadtest, on_update=on_update)
+            run = LocalRun(spec, target.url, workers, loadtest, metrics_port=metrics_port,
+                           on_update=on_update)
             result = await run.run(workdir, on_coordinator)
             return result, await fetch_json(target.url + "/stats")
