@@ -13,10 +13,12 @@ import base64
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mothership import rbac
@@ -26,6 +28,7 @@ from tests.conftest import wait_until
 from tests.loadtests.conftest import DemoTargetProcess, LoadTestCluster
 from tests.podrunner import PodRunner
 
+ROOT = Path(__file__).resolve().parents[2]
 FINAL = ("Passed", "Failed", "Stopped", "Errored")
 
 
@@ -334,3 +337,26 @@ def test_audit_every_api_call_the_operator_made_is_allowed_by_its_rbac_rules(
                     for verb, group, resource, sub in calls
                     if not rbac.allows(verb, resource, api_group=group, subresource=sub))
     assert not denied, f"calls not covered by rbac.RULES: {denied}"
+
+
+OPERATOR_ONLY = [
+    p for p in sorted((ROOT / "tests" / "data" / "invalid" / "loadtest").glob("*.yaml"))
+    if p.read_text().splitlines()[1].startswith("# refused-by: operator")
+]
+
+
+@pytest.mark.parametrize("path", OPERATOR_ONLY, ids=lambda p: p.stem)
+async def test_a_spec_only_the_operator_can_refuse_errors_as_invalid_spec_naming_the_field(
+        lt_api: Kube, tenant_namespace: str, path: Path) -> None:
+    """What CEL cannot express (a regex that must compile) is refused in status, with no Job."""
+    ns = tenant_namespace
+    want = path.read_text().splitlines()[0].removeprefix("# expect: ").partition(": ")[0]
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"] = {"name": "invalid", "namespace": ns}
+    await lt_api.apply(doc)  # the API server (here: the emulator with the CRD schema) accepts it
+    status = await until_phase(lt_api, ns, "invalid", *FINAL, timeout=15)
+    assert status["phase"] == "Errored"
+    accepted = condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert want in accepted["message"], accepted["message"]
+    assert await lt_api.get("Job", builders.job_name("invalid"), ns) is None

@@ -67,6 +67,13 @@ def error_lines(exc: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+def invalid_spec_message(exc: ValidationError, limit: int = 5) -> str:
+    """The condition and Event message for a spec only the operator could refuse (first few errors)."""
+    lines = error_lines(exc)
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return "The spec is invalid: " + "; ".join(lines[:limit]) + more
+
+
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|function-\w+\[.*\]|.*\[.*\])$")
 
 

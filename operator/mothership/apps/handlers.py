@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from mothership import errors, metrics
 from mothership import labels as std
 from mothership.api.app import App, AppPhase, AppStatus
-from mothership.api.common import Condition, ConditionStatus, Manifest, Owner
+from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
 from mothership.apps import builders, status
 from mothership.kube import KINDS, ApiError, Kube, carries, merge_patch
 
@@ -392,12 +392,6 @@ def pod_problems(pod: Manifest) -> list[Problem]:
     return out
 
 
-def invalid_spec_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid spec: " + "; ".join(parts)
 
 
 def invalid_status(generation: int | None, message: str, previous: list[Condition]) -> Manifest:

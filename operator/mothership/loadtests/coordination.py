@@ -52,7 +52,7 @@ import kopf
 from pydantic import ValidationError
 
 from mothership import errors, metrics
-from mothership.api.common import Manifest, Owner
+from mothership.api.common import Manifest, Owner, invalid_spec_message
 from mothership.api.loadtest import (
     FINAL_PHASES,
     LoadTest,
@@ -146,14 +146,6 @@ def validate(body: Mapping[str, Any]) -> LoadTest:
     })
 
 
-def invalid_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"{path}: {err['msg']}")
-    return "The spec is invalid: " + "; ".join(parts)
-
-
 # --- policy ----------------------------------------------------------------------------------
 
 
@@ -243,7 +235,7 @@ async def launch(body: Mapping[str, Any], kube: Kube, config: Config,
     try:
         lt = validate(body)
     except ValidationError as exc:
-        raise await refuse(kube, body, Refusal(LoadTestReason.INVALID_SPEC, invalid_message(exc)),
+        raise await refuse(kube, body, Refusal(LoadTestReason.INVALID_SPEC, invalid_spec_message(exc)),
                            None, logger) from None
     spec = lt.spec
     try:

@@ -32,7 +32,7 @@ import kopf
 from pydantic import ValidationError
 
 from mothership import errors, metrics
-from mothership.api.common import Condition, ConditionStatus, Manifest, Owner
+from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
 from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
 from mothership.kube import KINDS, ApiError, Kube, kind_of, merge_patch
 from mothership.tenants import builders, status
@@ -161,9 +161,7 @@ async def reconcile(
         tenant = Tenant.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")
                                         if k in body})
     except ValidationError as exc:
-        message = "invalid spec: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        return await _refuse(kube, body, generation, message, previous)
+        return await _refuse(kube, body, generation, invalid_spec_message(exc), previous)
     namespace = tenant.spec.namespace or meta["name"]
     if namespace in protected:
         return await _refuse(kube, body, generation,
