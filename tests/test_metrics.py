@@ -86,3 +86,13 @@ def test_every_operator_metric_is_named_in_controller_runtime_style() -> None:
         "mothership_loadtest_status_http_req_duration_p95_seconds",
         "mothership_loadtest_status_http_req_duration_p99_seconds",
     } <= names
+
+
+def test_initialize_creates_every_controllers_series_at_zero_so_rate_and_alerts_see_them() -> None:
+    metrics.initialize()
+    for controller in ("tenant", "app", "loadtest"):
+        assert metrics.registry.get_sample_value(
+            "mothership_reconcile_errors_total", {"controller": controller}) is not None
+        for result in ("success", "error", "requeue_after"):
+            assert metrics.registry.get_sample_value(
+                "mothership_reconcile_total", {"controller": controller, "result": result}) is not None

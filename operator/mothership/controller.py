@@ -16,7 +16,6 @@ process. Nothing here knows what an App or a Tenant is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import importlib.util
 import logging
@@ -39,9 +38,9 @@ PREFIX = "mothership.dev"
 """Prefix of kopf's annotations (progress, last-handled configuration) and of our finalizer."""
 FINALIZER = f"{PREFIX}/finalizer"
 
-HANDLER_MODULES = ("mothership.tenants.handlers", "mothership.apps.handlers")
-"""Imported for their decorators; ``mothership.loadtests.handlers`` joins when it exists."""
-OPTIONAL_HANDLER_MODULES = ("mothership.loadtests.handlers",)
+HANDLER_MODULES = ("mothership.tenants.handlers", "mothership.apps.handlers", "mothership.loadtests.handlers")
+"""Imported for their decorators. All are required: a broken import must stop the operator,
+not silently switch a controller off."""
 
 
 @dataclass
@@ -199,11 +198,6 @@ def register_handlers() -> list[str]:
     for name in HANDLER_MODULES:
         importlib.import_module(name)
         loaded.append(name)
-    for name in OPTIONAL_HANDLER_MODULES:
-        with contextlib.suppress(ModuleNotFoundError):
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
-                loaded.append(name)
     return loaded
 
 
@@ -215,6 +209,7 @@ async def operate(config: Config, *, stop: asyncio.Event | None = None) -> None:
     (or a stop flag nobody sets) would delay every shutdown by those 5 s.
     """
     modules = register_handlers()
+    metrics.initialize()
     if not quiet_kopf_chatter():
         logger.warning("kopf's event poster not found: kopf's INFO chatter will be posted as Events")
     kube = Kube.connect()

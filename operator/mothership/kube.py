@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import ssl
 import time
 from collections import Counter
@@ -208,7 +209,12 @@ def load_credentials(context: str | None = None) -> Credentials:
     try:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(context=context, client_configuration=cfg)  # type: ignore[no-untyped-call]
+        # $KUBECONFIG is read here, not when the kubernetes package was imported, so a
+        # process (or a test) that sets it later is still honoured.
+        kubeconfig = os.environ.get("KUBECONFIG") or None  # several paths merge, as kubectl does
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=cfg
+        )
     auth = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
     if not auth and cfg.username:
         auth = cfg.get_basic_auth_token()

@@ -109,6 +109,23 @@ def forget_loadtest(namespace: str, name: str, phases: tuple[str, ...] = ()) -> 
             LOADTEST_PHASE.remove(namespace, name, phase)
 
 
+CONTROLLERS = ("tenant", "app", "loadtest")
+RESULTS = ("success", "error", "requeue_after")
+
+
+def initialize() -> None:
+    """Create every controller's series at zero, as controller-runtime does at start.
+
+    Otherwise ``mothership_reconcile_errors_total`` would not exist until the
+    first error, and ``rate()`` over it (or an alert on it) would see nothing.
+    """
+    for controller in CONTROLLERS:
+        RECONCILE_ERRORS.labels(controller)
+        RECONCILE_TIME.labels(controller)
+        for result in RESULTS:
+            RECONCILE_TOTAL.labels(controller, result)
+
+
 @contextmanager
 def reconciling(controller: str) -> Iterator[None]:
     """Time and count one reconciliation of ``controller`` (``app``, ``tenant``, ``loadtest``).

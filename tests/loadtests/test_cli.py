@@ -43,12 +43,8 @@ def status(phase: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def kubeconfig(kube: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from kubernetes.config import kube_config
-
     path = tmp_path / "kubeconfig.yaml"
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    # The kubernetes package reads $KUBECONFIG once, at import; in-process CLI runs need it per test.
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.setenv("KUBECONFIG", str(path))  # read per call by kube.load_credentials
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     return path
 
