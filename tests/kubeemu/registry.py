@@ -323,7 +323,7 @@ class Registry:
         strict: bool,
     ) -> tuple[Obj, bool]:
         try:
-            config = yaml.safe_load(raw.decode() if raw else "")
+            config = _load_apply_body(raw)
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise errors.bad_request(f"error decoding YAML: {e}") from None
         if not isinstance(config, dict):
@@ -736,3 +736,17 @@ def _apply_conflict(rt: ResourceType, name: str, e: merge.ApplyConflict) -> ApiE
     assert err.details is not None
     err.details["causes"] = causes
     return err
+
+
+def _load_apply_body(raw: bytes) -> Any:
+    """An apply body: JSON (what clients, ours included, send; JSON is YAML) or YAML.
+
+    json is ~50x faster than pure-Python YAML, which dominated the emulator's
+    CPU under bench/operator_scale.py.
+    """
+    if raw.lstrip()[:1] == b"{":
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass  # a YAML flow mapping such as {a: 1}
+    return yaml.safe_load(raw.decode() if raw else "")
