@@ -121,11 +121,7 @@ def _cel_errors(node: dict[str, Any], value: Any, path: str) -> list[tuple[str, 
             errors.append((path, f"rule {rule['rule']!r} failed to evaluate: {exc}"))
             continue
         if not bool(ok):
-            where = path
-            if rule.get("fieldPath"):  # the API server reports the error at the rule's fieldPath
-                sub = rule["fieldPath"].lstrip(".")
-                where = f"{path}.{sub}" if path else sub
-            errors.append((where, rule.get("message", f"failed rule: {rule['rule']}")))
+            errors.append((path, rule.get("message", f"failed rule: {rule['rule']}")))
     if isinstance(value, dict):
         for name, sub in node.get("properties", {}).items():
             if name in value:
@@ -155,7 +151,10 @@ def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[tuple[str, str]]:
     """(field path, message) for every schema or CEL violation; empty when the object is valid."""
     schema = schema_of(crd)
     obj = apply_defaults(schema, copy.deepcopy(obj))
-    validator = jsonschema.Draft7Validator(_openapi_to_jsonschema(schema))
+    converted = _openapi_to_jsonschema(schema)
+    # metadata is the API server's own; a CRD may only restrict name/generateName, never prune it.
+    converted.get("properties", {}).get("metadata", {}).pop("additionalProperties", None)
+    validator = jsonschema.Draft7Validator(converted)
     errors = [(_path(e), e.message) for e in validator.iter_errors(obj)]
     if errors:
         return errors  # the API server stops before CEL when the values are already invalid

@@ -15,7 +15,7 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
-    DNS_1035_NAME_RULE,
+    DNS_1035_NAME,
     Condition,
     CrdInfo,
     DnsSubdomain,
@@ -393,7 +393,7 @@ class App(Resource):
             PrinterColumn(name="URL", type="string", json_path=".status.url"),
             PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimestamp"),
         ],
-        root_rules=[DNS_1035_NAME_RULE],
+        name_schema=DNS_1035_NAME,
     )
     kind: str = "App"
     metadata: ServiceNamedMetadata = {}  # type: ignore[assignment]

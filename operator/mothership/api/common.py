@@ -193,16 +193,17 @@ class CrdInfo(Model):
     short_names: list[str] = []
     categories: list[str] = ["mothership"]
     printer_columns: list[PrinterColumn] = []
-    root_rules: list[dict[str, str]] = []
-    """CEL rules on the whole object, e.g. on metadata.name, which the spec cannot see."""
+    name_schema: dict[str, Any] | None = None
+    """Restrictions on metadata.name (the only metadata a structural schema may restrict)."""
 
 
 DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-DNS_1035_NAME_RULE = {
-    "rule": f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS_1035}')",
-    "fieldPath": ".metadata.name",
-    "message": "must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, "
-    "at most 63 characters): it names the Service",
+DNS_1035_NAME = {
+    "type": "string",
+    "maxLength": 63,
+    "pattern": DNS_1035,
+    "description": "A DNS-1035 label (lower-case letters, digits and '-', starting with a letter, "
+    "at most 63 characters): it also names the Service.",
 }
 
 

@@ -119,14 +119,16 @@ def build_crd(resource: type[Resource]) -> Manifest:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": (
+                {"type": "object", "properties": {"name": info.name_schema}}
+                if info.name_schema
+                else {"type": "object"}
+            ),
             "spec": spec,
             "status": status,
         },
         "required": ["spec"],
     }
-    if info.root_rules:
-        root["x-kubernetes-validations"] = list(info.root_rules)
     version: dict[str, Any] = {
         "name": VERSION,
         "served": True,
