@@ -47,6 +47,10 @@ def structural_problems(node: dict[str, Any], path: str = "") -> list[str]:
         "properties" in node or "additionalProperties" in node or special or path.endswith("metadata")
     ):
         problems.append(f"{path or '.'}: object without properties; say additionalProperties or preserve")
+    if path == "" and "metadata" in node.get("properties", {}):
+        meta = node["properties"]["metadata"]
+        if set(meta) - {"type", "properties"} or set(meta.get("properties", {})) - {"name", "generateName"}:
+            problems.append("metadata: must not specify anything other than name and generateName")
     for name, sub in node.get("properties", {}).items():
         problems += structural_problems(sub, f"{path}.{name}" if path else name)
     if isinstance(node.get("items"), dict):
