@@ -56,6 +56,11 @@ def operator(
     worker_image: Annotated[
         str | None, typer.Option(envvar="MOTHERSHIP_WORKER_IMAGE", help="Image of LoadTest worker pods.")
     ] = None,
+    pod_monitors: Annotated[
+        bool,
+        typer.Option("--pod-monitors/--no-pod-monitors",
+                     help="Apply a PodMonitor per LoadTest when its CRD exists (off when the chart's does)."),
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False,
 ) -> None:
     """Run the operator: Tenants, Apps and LoadTests, with /healthz and /metrics on --port.
@@ -70,7 +75,7 @@ def operator(
         targets = tuple(t.strip() for t in allowed_targets.split(",") if t.strip())
     run(Config.from_env(
         namespaces=tuple(namespace or ()), peering=peering, priority=priority, port=port,
-        allowed_targets=targets, worker_image=worker_image, verbose=verbose,
+        allowed_targets=targets, worker_image=worker_image, pod_monitors=pod_monitors, verbose=verbose,
     ))
 
 

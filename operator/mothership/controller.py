@@ -62,6 +62,9 @@ class Config:
     """Image of LoadTest worker pods."""
     operator_namespace: str = "mothership-system"
     """Where the operator runs; tenants' NetworkPolicies admit it."""
+    pod_monitors: bool = True
+    """Apply a PodMonitor per LoadTest; off when the chart's cluster-wide one already scrapes workers
+    (two would count every worker twice)."""
     verbose: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -299,6 +299,16 @@ def test_the_pod_monitor_selects_worker_pods_in_every_namespace_on_the_metrics_p
     ]
 
 
+def test_with_the_charts_pod_monitor_the_operator_makes_none_per_test_so_no_worker_counts_twice(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    def args(objects: list[Manifest]) -> list[str]:
+        return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert "--no-pod-monitors" in args(rendered["pod-monitor"])
+    assert "--no-pod-monitors" not in args(rendered["defaults"])
+
+
 def test_monitors_and_rules_are_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
     assert not PROMETHEUS_OPERATOR_KINDS & set(kinds(rendered["defaults"]))
 

@@ -60,13 +60,13 @@ def test_the_cli_parses_every_operator_option(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(controller, "run", seen.append)
     result = CliRunner().invoke(cli, [
         "operator", "--namespace", "a", "-n", "b", "--peering", "ms", "--port", "9090",
-        "--allowed-targets", "*.x.com,y.svc", "--worker-image", "img:1", "--verbose",
+        "--allowed-targets", "*.x.com,y.svc", "--worker-image", "img:1", "--verbose", "--no-pod-monitors",
     ])
     assert result.exit_code == 0, result.output
     [config] = seen
     assert (config.namespaces, config.peering, config.port) == (("a", "b"), "ms", 9090)
     assert config.allowed_targets == ("*.x.com", "y.svc")
-    assert (config.worker_image, config.verbose) == ("img:1", True)
+    assert (config.worker_image, config.verbose, config.pod_monitors) == ("img:1", True, False)
 
 
 async def test_healthz_is_503_until_ready_200_while_running_503_once_stopped() -> None:

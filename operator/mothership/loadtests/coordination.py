@@ -271,7 +271,8 @@ async def launch(body: Mapping[str, Any], kube: Kube, config: Config,
         created = await kube.create(builders.build_job(lt, owner, image=config.worker_image, target_url=url))
     except ApiError as exc:
         raise errors.classify(exc) from exc
-    await apply_pod_monitor(kube, lt, owner)
+    if config.pod_monitors:
+        await apply_pod_monitor(kube, lt, owner)
     if created is not None:
         logger.info("Launched %d worker(s) against %s.", spec.worker_count(), url)
     if already:
