@@ -42,6 +42,7 @@ from mothership import labels as std
 from mothership.api.app import App, AppPhase, AppStatus
 from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
 from mothership.apps import builders, status
+from mothership.children import apply_children
 from mothership.kube import KINDS, ApiError, Kube, carries, merge_patch
 
 logger = logging.getLogger(__name__)
@@ -281,20 +282,9 @@ async def reconcile(
         return invalid_status(generation, message, previous), kopf.PermanentError(message)
 
     children = builders.build_children(app, Owner.of(body))
-    results = await asyncio.gather(*(kube.apply(m) for m in children), return_exceptions=True)
-    applied: dict[str, str | None] = {}
-    deployment: Manifest | None = None
-    failure: ApiError | None = None
-    for manifest, result in zip(children, results, strict=True):
-        if isinstance(result, ApiError):
-            applied[manifest["kind"]] = errors.classify(result).args[0]
-            failure = failure or result
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            applied[manifest["kind"]] = None
-            if manifest["kind"] == "Deployment":
-                deployment = result
+    outcome = await apply_children(kube, [children])
+    applied, failure = outcome.messages, outcome.failure
+    deployment = outcome.observed.get("Deployment")
     built = {m["kind"] for m in children}
     await _prune(kube, key, built, indexes)
     rt.applied[key] = applied

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from mothership import errors, metrics
 from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
 from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
+from mothership.children import apply_children
 from mothership.kube import KINDS, ApiError, Kube, kind_of, merge_patch
 from mothership.tenants import builders, status
 
@@ -169,27 +170,11 @@ async def reconcile(
                              f"a Tenant may not claim it", previous)
 
     children = builders.build_children(tenant, Owner.of(body), operator_namespace)
-    applied: dict[str, str | None] = {}
-    observed: dict[str, Manifest] = {}
-    failure: ApiError | None = None
     # The Namespace first: everything else lives in it, and would 404 without it.
     first = [m for m in children if not kind_of(m).namespaced]
     rest = [m for m in children if kind_of(m).namespaced]
-    for group in (first, rest):
-        if failure is not None:
-            reason = errors.classify(failure).args[0]
-            applied.update({m["kind"]: f"not applied: {reason}" for m in group})
-            continue
-        results = await asyncio.gather(*(kube.apply(m) for m in group), return_exceptions=True)
-        for manifest, result in zip(group, results, strict=True):
-            if isinstance(result, ApiError):
-                applied[manifest["kind"]] = errors.classify(result).args[0]
-                failure = failure or result
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                applied[manifest["kind"]] = None
-                observed[manifest["kind"]] = result
+    outcome = await apply_children(kube, [first, rest])
+    applied, observed, failure = outcome.messages, outcome.observed, outcome.failure
     if failure is None:
         await _prune(kube, tenant, {m["kind"] for m in children}, built)
     new = status.compute(tenant, generation, applied, observed.get("ResourceQuota"), _now(), previous)
