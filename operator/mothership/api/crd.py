@@ -60,7 +60,8 @@ class StructuralSchema(GenerateJsonSchema):
 
     def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
         raw = super().generate(schema, mode=mode)
-        return _structural(raw, raw.get("$defs", {}))
+        out: JsonSchemaValue = _structural(raw, raw.get("$defs", {}))
+        return out
 
 
 def _without_nulls(value: Any) -> Any:

@@ -15,7 +15,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, JsonValue, WithJsonSchema, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -200,7 +200,7 @@ def _cel_all_limits_match(pattern: str) -> str:
     return " && ".join(f"(!has(self.{op}) || string(self.{op}).matches('{pattern}'))" for op in _OPS)
 
 
-_THRESHOLD_RULES = [
+_THRESHOLD_RULES: list[JsonValue] = [
     {
         "rule": "[has(self.lt), has(self.lte), has(self.gt), has(self.gte)].filter(x, x).size() == 1",
         "message": "set exactly one of lt, lte, gt, gte",
@@ -332,7 +332,7 @@ class WorkerResources(Model):
     """Memory request and limit per worker."""
 
 
-_LOADTEST_RULES = [
+_LOADTEST_RULES: list[JsonValue] = [
     {"rule": "!(has(self.virtualUsers) && has(self.arrivalRate))",
      "message": "set virtualUsers (closed model) or arrivalRate (open model), not both"},
     {"rule": "has(self.duration) || (has(self.stages) && size(self.stages) > 0)",

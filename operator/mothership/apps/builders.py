@@ -60,8 +60,8 @@ def selector(app_name: str) -> dict[str, str]:
 
 
 def _identity(app: App, owner: Owner) -> tuple[str, str]:
-    name = app.metadata.get("name") or owner.name
-    namespace = app.metadata.get("namespace") or owner.namespace
+    name = str(app.metadata.get("name") or owner.name)
+    namespace = str(app.metadata.get("namespace") or owner.namespace or "")
     if not namespace:
         raise ValueError(f"App {name!r} has no namespace: Apps are namespaced")
     return name, namespace

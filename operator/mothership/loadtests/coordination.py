@@ -56,7 +56,9 @@ from mothership.api.common import Manifest, Owner, invalid_spec_message
 from mothership.api.loadtest import (
     FINAL_PHASES,
     LoadTest,
+    LoadTestConditionType,
     LoadTestPhase,
+    LoadTestReason,
     LoadTestSpec,
     LoadTestStatus,
     WorkerFailure,
@@ -67,8 +69,6 @@ from mothership.loadgen.coordinator import Coordinator, Result, result_from_summ
 from mothership.loadgen.coordinator import Verdict as RunVerdict
 from mothership.loadtests import builders, targets
 from mothership.loadtests.status import (
-    LoadTestConditionType,
-    LoadTestReason,
     Observed,
     Refusal,
     Verdict,
@@ -110,6 +110,7 @@ class Config(Protocol):
 
     allowed_targets: Sequence[str]
     worker_image: str
+    pod_monitors: bool
 
 
 class Stopped(Protocol):
