@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import secrets
 import socket
 import subprocess
@@ -49,7 +48,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.kubeemu when run as a script
+sys.path.insert(0, str(ROOT / "bench"))
 
+from compare import header  # noqa: E402
 from mothership.kube import KINDS, Kube  # noqa: E402
 
 
@@ -238,11 +239,7 @@ async def bench(args: argparse.Namespace, kubeconfig: str, target: str) -> dict[
     await kube.close()
     seconds_all = done - t0
     return {
-        "bench": "operator_scale",
-        "commit": _commit(),
-        "python": platform.python_version(),
-        "cpu": _cpu(),
-        "cores": os.cpu_count(),
+        **header("operator_scale"),
         "target": target,
         "apps": args.apps,
         "concurrency": args.concurrency,
@@ -263,23 +260,6 @@ async def bench(args: argparse.Namespace, kubeconfig: str, target: str) -> dict[
                  "rss_lt_200mb": rss is not None and rss < 200},
         "operator_log": str(log),
     }
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -56,10 +56,10 @@ import aiohttp
 
 from mothership.kube import ApiError, Kube
 from mothership.loadtests import builders
+from mothership.loadtests.status import INDEX_KEY, pod_index
 
 log = logging.getLogger(__name__)
 
-INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 WORKER_PORT = builders.WORKER_PORT
 TERMINATION_MESSAGE_LIMIT = 4096
 
@@ -308,7 +308,7 @@ class PodRunner:
                 continue
             if name in self.pods or name in self._failed_images:
                 continue
-            index = _index_of(pod)
+            index = pod_index(pod)
             if index is None:
                 continue
             if index in self.image_pull_backoff:
@@ -516,15 +516,6 @@ class PodRunner:
                 process.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), timeout=2.0)
-
-
-def _index_of(pod: Mapping[str, Any]) -> int | None:
-    meta = pod.get("metadata") or {}
-    for source in (meta.get("annotations") or {}, meta.get("labels") or {}):
-        value = source.get(INDEX_KEY)
-        if value is not None and str(value).isdigit():
-            return int(value)
-    return None
 
 
 def indexes(pods: Iterable[RunningPod]) -> list[int]:

@@ -11,6 +11,7 @@ else from ``mothership``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -257,6 +258,17 @@ class Owner(Model):
             uid=meta["uid"],
             namespace=meta.get("namespace"),
         )
+
+
+def conditions_of(status: Mapping[str, Any] | None) -> list[Condition]:
+    """The conditions recorded in a status as the API returned it; malformed entries are skipped."""
+    out = []
+    for raw in (status or {}).get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return out
 
 
 def make_condition(

@@ -40,7 +40,14 @@ from pydantic import ValidationError
 from mothership import errors, metrics
 from mothership import labels as std
 from mothership.api.app import App, AppPhase, AppStatus
-from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
+from mothership.api.common import (
+    Condition,
+    ConditionStatus,
+    Manifest,
+    Owner,
+    conditions_of,
+    invalid_spec_message,
+)
 from mothership.apps import builders, status
 from mothership.children import apply_children
 from mothership.kube import KINDS, ApiError, Kube, carries, merge_patch
@@ -439,14 +446,7 @@ async def _announce(kube: Kube, rt: Runtime, body: Manifest, problems: list[Prob
 
 def _previous(rt: Runtime, body: Manifest) -> list[Condition]:
     meta = body["metadata"]
-    recorded = rt.written.get((meta["namespace"], meta["name"])) or body.get("status") or {}
-    out = []
-    for raw in recorded.get("conditions") or []:
-        try:
-            out.append(Condition.model_validate(raw))
-        except ValidationError:
-            continue
-    return out
+    return conditions_of(rt.written.get((meta["namespace"], meta["name"])) or body.get("status"))
 
 
 def _pod_problems(rt: Runtime, key: Key) -> list[Problem]:

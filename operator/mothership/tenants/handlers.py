@@ -32,7 +32,14 @@ import kopf
 from pydantic import ValidationError
 
 from mothership import errors, metrics
-from mothership.api.common import Condition, ConditionStatus, Manifest, Owner, invalid_spec_message
+from mothership.api.common import (
+    Condition,
+    ConditionStatus,
+    Manifest,
+    Owner,
+    conditions_of,
+    invalid_spec_message,
+)
 from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
 from mothership.children import apply_children
 from mothership.kube import KINDS, ApiError, Kube, kind_of, merge_patch
@@ -259,14 +266,7 @@ async def _write(kube: Kube, rt: Runtime, body: Manifest, new: Manifest) -> None
 
 
 def _previous(rt: Runtime, body: Mapping[str, Any]) -> list[Condition]:
-    recorded = rt.written.get(body["metadata"]["name"]) or body.get("status") or {}
-    out = []
-    for raw in recorded.get("conditions") or []:
-        try:
-            out.append(Condition.model_validate(raw))
-        except ValidationError:
-            continue
-    return out
+    return conditions_of(rt.written.get(body["metadata"]["name"]) or body.get("status"))
 
 
 def _protected(memo: Any) -> frozenset[str]:
