@@ -11,13 +11,17 @@ from hypothesis import strategies as st
 
 from mothership.api.loadtest import Summary
 from mothership.api.vocabulary import METRICS, STATS_BY_KIND, ErrorClass, Stat
-from mothership.loadgen.histogram import LAYOUT, Histogram, LayoutMismatch
+from mothership.loadgen.histogram import LAYOUT, SUB_LEVELS, Histogram, LayoutMismatch, layout_of
 from mothership.loadgen.stats import (
+    HISTOGRAMS,
     TERMINATION_MESSAGE_LIMIT,
     Stats,
+    coarsen_snapshot,
+    coarsen_step,
     compact,
     empty_snapshot,
     expand,
+    histogram_quantile,
     merge_snapshots,
     stat_value,
     summarize,
@@ -130,6 +134,119 @@ def test_a_snapshot_with_another_layout_is_refused() -> None:
     other["layout"] = "loglin-v1:base=2:sub=128:lo=2^-20s:hi=2^8s"
     with pytest.raises(LayoutMismatch):
         merge_snapshots([busy_stats(2).snapshot(), other])
+
+
+def histograms_of(snap: dict[str, object]) -> dict[str, Histogram]:
+    return {name: Histogram.from_wire(wire) for name, wire in snap["histograms"].items()}  # type: ignore[attr-defined]
+
+
+def same_snapshot(a: dict[str, object], b: dict[str, object]) -> bool:
+    """Equal snapshots, histogram sums compared as Histogram.__eq__ does (float sums depend on order)."""
+    rest = ("histograms",)
+    return histograms_of(a) == histograms_of(b) and (
+        {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest})
+
+
+COARSER = st.sampled_from(SUB_LEVELS[1:])
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=10_000), COARSER)
+def test_merging_a_fine_and_a_coarse_snapshot_equals_merging_both_coarsened(
+    seed_a: int, seed_b: int, sub: int
+) -> None:
+    fine = busy_stats(seed_a, n=30).snapshot()
+    coarse = coarsen_snapshot(busy_stats(seed_b, n=30).snapshot(), sub)
+    mixed = merge_snapshots([fine, coarse])
+    both = merge_snapshots([coarsen_snapshot(fine, sub), coarse])
+    assert same_snapshot(mixed, both)
+    assert same_snapshot(mixed, merge_snapshots([coarse, fine]))
+    assert mixed["layout"] == layout_of(sub)
+    assert all(w["layout"] == layout_of(sub) for w in mixed["histograms"].values())
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), st.sampled_from(SUB_LEVELS)),
+                min_size=1, max_size=5))
+def test_downsampling_a_merge_equals_merging_the_downsampled_parts(parts: list[tuple[int, int]]) -> None:
+    snaps = [coarsen_snapshot(busy_stats(seed, n=20).snapshot(), sub) for seed, sub in parts]
+    coarsest = min(sub for _, sub in parts)
+    merged = merge_snapshots(snaps)
+    fine = merge_snapshots(busy_stats(seed, n=20).snapshot() for seed, _ in parts)
+    assert same_snapshot(merged, coarsen_snapshot(fine, coarsest))
+    assert same_snapshot(merge_snapshots([merge_snapshots(snaps[:1]), merge_snapshots(snaps[1:])]), merged)
+
+
+def test_each_histogram_merges_at_the_coarsest_layout_present_for_it_and_counts_stay_exact() -> None:
+    a, b = busy_stats(1).snapshot(), busy_stats(2).snapshot()
+    b["histograms"]["ws_msg_latency"] = coarsen_snapshot(b, 16)["histograms"]["ws_msg_latency"]
+    merged = merge_snapshots([a, b])
+    assert merged["histograms"]["http_req_duration"]["layout"] == LAYOUT
+    assert merged["histograms"]["ws_msg_latency"]["layout"] == layout_of(16)
+    assert merged["layout"] == layout_of(16)  # a snapshot's layout is its coarsest histogram's
+    fine = merge_snapshots([a, busy_stats(2).snapshot()])
+    for name in HISTOGRAMS:
+        got, want = merged["histograms"][name], fine["histograms"][name]
+        for key in ("count", "min", "max", "underflow", "overflow"):
+            assert got[key] == want[key]
+        assert sum(got["counts"]) == sum(want["counts"])
+
+
+def test_merging_with_an_empty_snapshot_keeps_a_coarse_snapshot_as_it_is() -> None:
+    coarse = coarsen_snapshot(busy_stats(3).snapshot(), 8)
+    assert merge_snapshots([coarse, empty_snapshot(SCENARIOS)]) == merge_snapshots([coarse])
+    assert histograms_of(merge_snapshots([coarse])) == histograms_of(coarse)
+
+
+@pytest.mark.parametrize("layout", ["loglin-v2:base=2:sub=32:lo=2^-20s:hi=2^8s",
+                                    "loglin-v1:base=2:sub=32:lo=2^-24s:hi=2^8s",
+                                    "loglin-v1:base=4:sub=32:lo=2^-20s:hi=2^8s"])
+def test_a_histogram_of_another_family_is_still_refused_in_a_merge(layout: str) -> None:
+    other = busy_stats(1).snapshot()
+    other["histograms"]["ws_connecting"]["layout"] = layout
+    with pytest.raises(LayoutMismatch):
+        merge_snapshots([busy_stats(2).snapshot(), other])
+    other = busy_stats(1).snapshot()
+    other["layout"] = layout
+    with pytest.raises(LayoutMismatch):
+        merge_snapshots([coarsen_snapshot(busy_stats(2).snapshot(), 32), other])
+
+
+@pytest.mark.parametrize("sub", SUB_LEVELS[1:])
+def test_quantiles_read_from_a_coarse_snapshot_use_its_layout(sub: int) -> None:
+    snap = coarsen_snapshot(busy_stats(4).snapshot(), sub)
+    for name, h in histograms_of(snap).items():
+        for q in (0.5, 0.9, 0.99):
+            assert histogram_quantile(snap["histograms"][name], q) == h.quantile(q)
+    assert summarize(snap, 1.0) == summarize(coarsen_snapshot(snap, sub), 1.0)
+    assert summarize(snap, 1.0).requests == summarize(busy_stats(4).snapshot(), 1.0).requests
+
+
+def test_coarsen_step_coarsens_the_longest_run_first_until_all_are_coarsest(heavy: dict[str, object]) -> None:
+    runs = {name: len(w["counts"]) for name, w in heavy["histograms"].items()}  # type: ignore[attr-defined]
+    longest = max(runs, key=runs.__getitem__)
+    snap: dict[str, object] | None = heavy
+    steps = []
+    while snap is not None:
+        steps.append(snap)
+        snap = coarsen_step(snap)
+    first = steps[1]["histograms"]  # type: ignore[index]
+    assert first[longest]["layout"] == layout_of(32)
+    assert all(first[n]["layout"] == LAYOUT for n in runs if n != longest)
+    assert len(steps) == 1 + len(HISTOGRAMS) * (len(SUB_LEVELS) - 1)
+    last = steps[-1]
+    assert last["layout"] == layout_of(8)
+    assert histograms_of(last) == {n: h.coarsened(8) for n, h in histograms_of(heavy).items()}
+    assert {k: v for k, v in last.items() if k not in ("histograms", "layout")} == {
+        k: v for k, v in heavy.items() if k not in ("histograms", "layout")}
+
+
+def test_a_coarse_snapshot_compacts_smaller_and_round_trips_exactly(heavy: dict[str, object]) -> None:
+    sizes = []
+    for sub in SUB_LEVELS:
+        snap = coarsen_snapshot(heavy, sub)
+        text = compact(snap)
+        assert expand(text) == snap
+        sizes.append(len(text))
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_stat_value_is_defined_for_every_metric_and_applicable_stat() -> None:

@@ -8,6 +8,7 @@ The engine here is a scripted stand-in that records into the real Stats
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,28 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mothership.api.loadtest import load_spec
+from mothership.api.vocabulary import ErrorClass
 from mothership.loadgen.coordinator import result_from_summaries
-from mothership.loadgen.stats import TERMINATION_MESSAGE_LIMIT, expand
+from mothership.loadgen.histogram import (
+    LAYOUT,
+    SUB_LEVELS,
+    Histogram,
+    bucket_index,
+    bucket_lower,
+    bucket_upper,
+)
+from mothership.loadgen.stats import TERMINATION_MESSAGE_LIMIT, Stats, compact, expand, merge_snapshots
 from mothership.loadgen.worker import (
     EXIT_ENGINE_FAILED,
     EXIT_NEVER_STARTED,
     EXIT_OK,
     PlanError,
+    envelope,
     parse_listen,
     read_plan,
 )
-from tests.conftest import TOKEN, RunningWorker, scripted_engine
+from tests.conftest import LOADTEST_DOC, TOKEN, RunningWorker, scripted_engine
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -162,6 +174,87 @@ async def test_the_summary_file_fits_a_termination_message_and_rebuilds_the_resu
     assert expand(body["snapshot"])["http_reqs"] == {"browse": {"2xx": 50}}
     result = result_from_summaries([text], w.worker.spec)
     assert result.verdict == "passed" and result.summary.requests == 50
+
+
+def pathological_snapshot() -> dict[str, Any]:
+    """Latencies in every bucket from 1 µs to 60 s, in all three histograms, with noisy counts.
+
+    Each bucket gets a few real recordings (so count, sum, min and max are
+    true), then every count is scaled by a random factor, which makes
+    neighbouring buckets as unalike, and the text as incompressible, as a
+    run can plausibly be.
+    """
+    rng = random.Random(11)
+    s = Stats(["home", "search", "cart", "checkout", "chat"])
+    for i in range(bucket_index(1e-6), bucket_index(60.0) + 1):
+        lo, hi = bucket_lower(i), bucket_upper(i)
+        for _ in range(rng.randrange(1, 4)):
+            s.http(i % 5, 200 if i % 7 else 503, rng.uniform(lo, hi), 200, 1800)
+            s.ws_received(64, rng.uniform(lo, hi))
+        s.ws_session_started(4)
+        s.ws_connected(rng.uniform(lo, hi))
+        s.ws_sent(64)
+    for h in (s.http_req_duration, s.ws_connecting, s.ws_msg_latency):
+        h.counts = [c * rng.randrange(1, 20_000) for c in h.counts]
+        h.count = sum(h.counts) + h.underflow + h.overflow
+    for c in ErrorClass:
+        s.error(rng.randrange(5), c, 10.0 if c is ErrorClass.TIMEOUT else None)
+    s.virtual_users = 5000
+    return s.snapshot()
+
+
+def test_a_pathological_summary_is_coarsened_to_fit_and_expands_with_exact_counts() -> None:
+    snap = pathological_snapshot()
+    assert len(compact(snap)) > 2 * TERMINATION_MESSAGE_LIMIT  # far too big at the fine layout
+    text = envelope("done", 3, 4, 61.5, 1.0e9, snap, error="x" * 1000)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    back = expand(json.loads(text)["snapshot"])
+    assert {k: v for k, v in back.items() if k not in ("layout", "histograms")} == {
+        k: v for k, v in snap.items() if k not in ("layout", "histograms")}
+    assert back["layout"] != LAYOUT
+    for name, wire in snap["histograms"].items():
+        fine, coarse = Histogram.from_wire(wire), Histogram.from_wire(back["histograms"][name])
+        assert coarse.sub in SUB_LEVELS[1:]
+        assert coarse == fine.coarsened(coarse.sub)  # every coarse bucket exact, count/sum/min/max too
+        assert (coarse.count, coarse.sum, coarse.min, coarse.max) == (
+            fine.count, fine.sum, fine.min, fine.max)
+    result = result_from_summaries([text], load_spec(LOADTEST_DOC))
+    assert result.summary.requests == sum(n for row in snap["http_reqs"].values() for n in row.values())
+    assert result.summary.http_req_duration.count == snap["histograms"]["http_req_duration"]["count"]
+
+
+def test_a_coarse_summary_merges_with_fine_live_snapshots() -> None:
+    coarse = expand(json.loads(envelope("done", 0, 2, 60.0, None, pathological_snapshot()))["snapshot"])
+    fine = pathological_snapshot()
+    merged = merge_snapshots([coarse, fine])
+    for name, wire in merged["histograms"].items():
+        summary_part = Histogram.from_wire(coarse["histograms"][name])
+        expected = Histogram.from_wire(fine["histograms"][name]).coarsened(summary_part.sub)
+        expected.merge(summary_part)
+        assert Histogram.from_wire(wire) == expected
+        assert wire["count"] == 2 * fine["histograms"][name]["count"]
+
+
+def test_a_normal_summary_stays_at_the_fine_layout_and_round_trips_exactly() -> None:
+    rng = random.Random(5)
+    s = Stats(["browse", "chat"])
+    for k in range(20_000):
+        s.http(k % 2, 200, rng.lognormvariate(-4, 1.2), 200, 1800)
+        s.ws_received(64, rng.lognormvariate(-7, 1.0))
+    snap = s.snapshot()
+    text = envelope("done", 0, 1, 10.0, None, snap)
+    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+    back = expand(json.loads(text)["snapshot"])
+    assert back == snap and back["layout"] == LAYOUT
+    assert all(w["layout"] == LAYOUT for w in back["histograms"].values())
+
+
+def test_a_summary_that_cannot_fit_ends_at_the_coarsest_layout_and_is_still_returned() -> None:
+    snap = pathological_snapshot()
+    text = envelope("done", 0, 1, 10.0, None, snap, limit=500)
+    assert len(text.encode()) > 500
+    back = expand(json.loads(text)["snapshot"])
+    assert all(Histogram.from_wire(w).sub == SUB_LEVELS[-1] for w in back["histograms"].values())
 
 
 async def test_a_worker_never_started_exits_non_zero_after_the_ready_timeout(serve_worker, until) -> None:

@@ -63,8 +63,9 @@ from pydantic import ValidationError
 from ..api.common import error_lines
 from ..api.loadtest import LoadTestSpec, load_spec
 from .exposition import StatsCollector
+from .histogram import check_layout
 from .plan import WorkerShare, worker_share
-from .stats import TERMINATION_MESSAGE_LIMIT, Stats, compact
+from .stats import TERMINATION_MESSAGE_LIMIT, Stats, coarsen_step, compact
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +156,19 @@ def default_summary_file() -> Path | None:
 
 
 def envelope(state: str, index: int, count: int, elapsed: float, start_at: float | None,
-             snapshot: dict[str, Any], error: str | None = None) -> str:
+             snapshot: dict[str, Any], error: str | None = None,
+             limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     """The summary file's text: one JSON object with the compacted snapshot (``stats.compact``).
 
     Shape: ``{"v": 1, "state", "index", "count", "elapsed", "startAt", "error"?,
     "snapshot": "mss1:..."}``. The coordinator's ``result_from_summaries`` reads it.
+
+    Over ``limit`` bytes, the kubelet would truncate it and the result could
+    not be rebuilt, so the snapshot's histograms are coarsened one step at a
+    time (``stats.coarsen_step``: 64 -> 32 -> 16 -> 8 sub-buckets, the longest
+    run first) until it fits. That is exact, so counts, sums, min and max are
+    unchanged and only the quantile bound widens (0.8 % -> 1.6, 3.1, 6.2 %).
+    A text that still does not fit is returned as is; the caller warns.
     """
     body: dict[str, Any] = {
         "v": ENVELOPE_VERSION, "state": state, "index": index, "count": count,
@@ -167,8 +176,17 @@ def envelope(state: str, index: int, count: int, elapsed: float, start_at: float
     }
     if error:
         body["error"] = error[:300]
-    body["snapshot"] = compact(snapshot)
-    return json.dumps(body, separators=(",", ":"))
+    snap: dict[str, Any] | None = snapshot
+    while snap is not None:
+        body["snapshot"] = compact(snap)
+        text = json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) <= limit:
+            break
+        snap = coarsen_step(snap)
+    if snap is not snapshot and snap is not None:
+        logger.info("worker %d: summary coarsened to fit %d bytes: %s", index, limit, ", ".join(
+            f"{name} sub={check_layout(w['layout'])}" for name, w in snap["histograms"].items()))
+    return text
 
 
 # --- the worker -----------------------------------------------------------------------
