@@ -5,14 +5,21 @@ Setup, all on loopback: nginx (``return 200``, keep-alive) pinned to core 0
 each client pinned to core 1 with ``taskset``, 50 keep-alive connections,
 run one after another against the same server in the same run:
 
-* ``wrk -t1 -c50`` (when installed): the anchor the goal refers to;
+* ``wrk -t1 -c50`` (when installed): the anchor the first goal refers to;
+* ``locust`` (when ``import locust`` works here or a ``locust`` executable
+  is on PATH): headless, one process, a ``FastHttpUser`` with one ``GET /``
+  task and no wait time, 50 users spawned at once;
+* ``k6`` (when a ``k6`` executable is on PATH): ``constant-vus`` 50 doing
+  ``http.get``, usage reports off;
 * ``bare``: a minimal uvloop + httptools client loop (pre-encoded request,
   resend on response complete, count): the floor of Python-side cost;
 * ``engine``: ``mothership.loadgen.engine.run`` with a closed model of 50
   virtual users (stats, histograms, scenario bookkeeping included).
 
-Goal: engine >= 0.8 x wrk. Prints one JSON line with rps for each, the
-ratios, and the engine's p50/p99 latency (its client-side view).
+Goals: engine >= 0.8 x wrk and engine >= 5 x k6 (issue 5). Prints one JSON
+line with rps for each, the ratios, and the engine's p50/p99 latency (its
+client-side view). An anchor tool that is not installed gets null fields and
+its name in ``missing``: no number is ever made up for it.
 
     .venv/bin/python bench/http_rps.py [--seconds 5] [--rounds 3] [--connections 50] [--profile]
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -131,6 +139,94 @@ def run_wrk(url: str, seconds: float, connections: int) -> float | None:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     return float(match.group(1)) if match else None
+
+
+LOCUSTFILE = """
+from locust import FastHttpUser, constant, task
+
+
+class Bench(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def get(self):
+        self.client.get("/")
+"""
+
+K6_HTTP_SCRIPT = """
+import http from 'k6/http';
+
+export const options = {{
+    scenarios: {{
+        bench: {{ executor: 'constant-vus', vus: {vus}, duration: '{seconds}s', gracefulStop: '2s' }},
+    }},
+}};
+
+export default function () {{
+    http.get('{url}');
+}}
+"""
+
+
+def locust_command() -> list[str] | None:
+    """How to start Locust: this interpreter's package if it has one, else a ``locust`` on PATH."""
+    # find, don't import: importing locust monkey-patches this process with gevent
+    if importlib.util.find_spec("locust") is not None:
+        return [sys.executable, "-m", "locust"]
+    exe = shutil.which("locust")
+    return [exe] if exe else None
+
+
+def run_locust(url: str, seconds: float, connections: int) -> dict[str, float] | None:
+    """Locust's requests/s from its final JSON stats; None when Locust is not installed.
+
+    The rate is Locust's own ``total_rps``: requests over the time from the
+    stats' start to the last request. (Its CSV is written by a periodic
+    greenlet and can miss the last interval, or every request on a short run.)
+    """
+    cmd = locust_command()
+    if cmd is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        locustfile = Path(d) / "locustfile.py"
+        locustfile.write_text(LOCUSTFILE)
+        stats = Path(d) / "stats"  # Locust appends ".json"
+        # cwd is the temp dir so that no locust.conf / pyproject.toml of ours is picked up.
+        out = subprocess.run(["taskset", "-c", CLIENT_CORE, *cmd, "-f", str(locustfile), "--headless",
+                              "--host", url.rstrip("/"), "-u", str(connections), "-r", str(connections),
+                              "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "1",
+                              "--json-file", str(stats), "--only-summary", "--loglevel", "WARNING"],
+                             cwd=d, capture_output=True, text=True, timeout=seconds + 60)
+        written = stats.with_suffix(".json")
+        if not written.exists():  # exit code 1 only means "some requests failed": the stats decide
+            raise RuntimeError(f"locust wrote no stats (exit {out.returncode}): {out.stderr[-2000:]}")
+        entries: list[dict[str, Any]] = json.loads(written.read_text())
+    n = sum(e["num_requests"] for e in entries)
+    if not n:
+        raise RuntimeError(f"locust made no requests: {out.stderr[-2000:]}")
+    took = max(e["last_request_timestamp"] for e in entries) - min(e["start_time"] for e in entries)
+    return {"rps": n / took, "errors": sum(e["num_failures"] for e in entries)}
+
+
+def run_k6(url: str, seconds: float, connections: int) -> dict[str, float] | None:
+    """k6's ``http_reqs.rate`` from ``--summary-export``; None when no ``k6`` is on PATH."""
+    k6 = shutil.which("k6")
+    if not k6:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "http.js"
+        script.write_text(K6_HTTP_SCRIPT.format(vus=connections, seconds=seconds, url=url))
+        summary = Path(d) / "summary.json"
+        out = subprocess.run(["taskset", "-c", CLIENT_CORE, k6, "run", "--quiet", "--no-usage-report",
+                              "--summary-export", str(summary), str(script)],
+                             cwd=d, capture_output=True, text=True, timeout=seconds + 60,
+                             env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
+        if not summary.exists():
+            raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}): {out.stderr[-2000:]}")
+        metrics = json.loads(summary.read_text())["metrics"]
+    reqs = metrics["http_reqs"]
+    failed = metrics.get("http_req_failed", {}).get("value", 0.0)  # fraction of requests that failed
+    return {"rps": float(reqs["rate"]), "errors": round(failed * reqs["count"])}
 
 
 def run_self(mode: str, url: str, seconds: float, connections: int, *extra: str) -> dict[str, Any]:
@@ -268,6 +364,8 @@ def main() -> None:
     # Rounds interleave the clients so that drifting background load hits all
     # of them alike; each figure is the median over the rounds.
     wrks: list[float] = []
+    locusts: list[dict[str, float]] = []
+    k6s: list[dict[str, float]] = []
     bares: list[dict[str, Any]] = []
     engines: list[dict[str, Any]] = []
     with server() as (url, kind):
@@ -275,10 +373,16 @@ def main() -> None:
             w = run_wrk(url, args.seconds, args.connections)
             if w is not None:
                 wrks.append(w)
+            for runner, results in ((run_locust, locusts), (run_k6, k6s)):
+                r = runner(url, args.seconds, args.connections)
+                if r is not None:
+                    results.append(r)
             bares.append(run_self("bare", url, args.seconds, args.connections))
             engines.append(run_self("engine", url, args.seconds, args.connections,
                                     *(["--profile"] if args.profile else [])))
     wrk = statistics.median(wrks) if wrks else None
+    loc = {k: statistics.median(r[k] for r in locusts) for k in locusts[0]} if locusts else None
+    k6 = {k: statistics.median(r[k] for r in k6s) for k in k6s[0]} if k6s else None
     bare = {k: statistics.median(b[k] for b in bares) for k in bares[0]}
     eng = {k: statistics.median(e[k] for e in engines) for k in engines[0]}
     print(json.dumps({
@@ -287,20 +391,27 @@ def main() -> None:
         "connections": args.connections,
         "seconds": args.seconds,
         "wrk_rps": round(wrk) if wrk else None,
+        "locust_rps": round(loc["rps"]) if loc else None,
+        "locust_errors": loc["errors"] if loc else None,
+        "k6_rps": round(k6["rps"]) if k6 else None,
+        "k6_errors": k6["errors"] if k6 else None,
         "bare_rps": round(bare["rps"]),
         "engine_rps": round(eng["rps"]),
         "engine_errors": eng["errors"],
         "engine_p50_ms": eng["p50_ms"],
         "engine_p99_ms": eng["p99_ms"],
         "ratio_engine_vs_wrk": round(eng["rps"] / wrk, 3) if wrk else None,
+        "ratio_engine_vs_locust": round(eng["rps"] / loc["rps"], 3) if loc else None,
+        "ratio_engine_vs_k6": round(eng["rps"] / k6["rps"], 3) if k6 else None,
         "ratio_engine_vs_bare": round(eng["rps"] / bare["rps"], 3),
         "bare_cpu_us_per_req": round(bare["cpu_us_per_req"], 2),
         "engine_cpu_us_per_req": round(eng["cpu_us_per_req"], 2),
         "rounds": args.rounds,
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "missing": [name for name, got in (("wrk", wrks), ("locust", locusts), ("k6", k6s)) if not got],
         "goal": "engine >= 0.8 x wrk",
+        "goal_k6": "engine >= 5 x k6",
     }))
-
 
 if __name__ == "__main__":
     main()

@@ -10,9 +10,13 @@ medians) against the same server:
   the next message as soon as the echo of the last arrives (the anchor);
 * ``engine``: ``mothership.loadgen.engine.run``, closed model, 50 virtual
   users each holding a session with ``interval: 0s``, ``expect: echo``
-  (latency histogram, counters and echo check included).
+  (latency histogram, counters and echo check included);
+* ``k6`` (when a ``k6`` executable is on PATH): ``k6/ws``, ``constant-vus``
+  50, each session sending the next message as soon as the echo arrives,
+  echoes counted by a custom Counter read from ``--summary-export``; usage
+  reports off. Absent, its fields are null and ``missing`` names it.
 
-Goal: engine >= 0.9 x bare. ``--hold-vus N`` instead ramps N virtual users
+Goals: engine >= 0.9 x bare and engine >= 2.5 x k6 (issue 5). ``--hold-vus N`` instead ramps N virtual users
 (default goal 20,000) that each hold one quiet session (a message every 30 s),
 and reports the worker's peak RSS and open connections; goal < 1 GiB.
 Everything is bounded in time. Prints one JSON line.
@@ -29,10 +33,12 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +120,51 @@ def run_self(mode: str, url: str, *extra: str, timeout: float = 120) -> dict[str
         raise RuntimeError(f"{mode} client failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+K6_WS_SCRIPT = """
+import ws from 'k6/ws';
+import {{ Counter }} from 'k6/metrics';
+
+const echoes = new Counter('bench_ws_echoes');
+
+export const options = {{
+    scenarios: {{
+        bench: {{ executor: 'constant-vus', vus: {vus}, duration: '{seconds}s', gracefulStop: '2s' }},
+    }},
+}};
+
+export default function () {{
+    ws.connect('{url}', null, function (socket) {{
+        socket.on('open', function () {{ socket.send('{message}'); }});
+        socket.on('message', function (data) {{ echoes.add(1); socket.send(data); }});
+        socket.setTimeout(function () {{ socket.close(); }}, {close_ms});
+    }});
+}}
+"""
+
+
+def run_k6(url: str, seconds: float, connections: int) -> dict[str, float] | None:
+    """k6's echoed messages/s (the custom Counter's rate); None when no ``k6`` is on PATH."""
+    k6 = shutil.which("k6")
+    if not k6:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "ws.js"
+        script.write_text(K6_WS_SCRIPT.format(vus=connections, seconds=seconds, message=MESSAGE.decode(),
+                                              url=url.replace("http://", "ws://") + "/",
+                                              close_ms=int(seconds * 1000)))
+        summary = Path(d) / "summary.json"
+        out = subprocess.run(["taskset", "-c", CLIENT_CORE, k6, "run", "--quiet", "--no-usage-report",
+                              "--summary-export", str(summary), str(script)],
+                             cwd=d, capture_output=True, text=True, timeout=seconds + 60,
+                             env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
+        if not summary.exists():
+            raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}): {out.stderr[-2000:]}")
+        metrics = json.loads(summary.read_text())["metrics"]
+    if "bench_ws_echoes" not in metrics:
+        raise RuntimeError(f"k6 echoed no message: {out.stderr[-2000:]}")
+    return {"msgs_per_s": float(metrics["bench_ws_echoes"]["rate"])}
 
 
 async def bare_client(url: str, seconds: float, connections: int) -> dict[str, Any]:
@@ -284,28 +335,37 @@ def main() -> None:
 
     bares: list[dict[str, Any]] = []
     engines: list[dict[str, Any]] = []
+    k6s: list[dict[str, float]] = []
     common = ("--seconds", str(args.seconds), "--connections", str(args.connections))
     with server() as url:
         for _ in range(args.rounds):
+            k = run_k6(url, args.seconds, args.connections)
+            if k is not None:
+                k6s.append(k)
             bares.append(run_self("bare", url, *common))
             engines.append(run_self("engine", url, *common))
+    k6 = statistics.median(k["msgs_per_s"] for k in k6s) if k6s else None
     bare = {k: statistics.median(b[k] for b in bares) for k in bares[0]}
     eng = {k: statistics.median(e[k] for e in engines) for k in engines[0]}
     print(json.dumps({
         **header("ws_msgs"),
         "connections": args.connections,
         "seconds": args.seconds,
+        "k6_msgs_per_s": round(k6) if k6 else None,
         "bare_msgs_per_s": round(bare["msgs_per_s"]),
         "engine_msgs_per_s": round(eng["msgs_per_s"]),
         "engine_errors": eng["errors"],
         "engine_p50_ms": eng["p50_ms"],
         "engine_p99_ms": eng["p99_ms"],
         "ratio_engine_vs_bare": round(eng["msgs_per_s"] / bare["msgs_per_s"], 3),
+        "ratio_engine_vs_k6": round(eng["msgs_per_s"] / k6, 3) if k6 else None,
         "bare_cpu_us_per_msg": round(bare["cpu_us_per_msg"], 2),
         "engine_cpu_us_per_msg": round(eng["cpu_us_per_msg"], 2),
         "rounds": args.rounds,
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "missing": [] if k6s else ["k6"],
         "goal": "engine >= 0.9 x bare",
+        "goal_k6": "engine >= 2.5 x k6",
     }))
 
 
