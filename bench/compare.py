@@ -74,10 +74,15 @@ def main() -> None:
         **header("compare"),
         "http_engine_vs_wrk": http.get("ratio_engine_vs_wrk"),
         "http_engine_vs_bare": http.get("ratio_engine_vs_bare"),
+        "http_engine_vs_k6": http.get("ratio_engine_vs_k6"),
+        "http_engine_vs_locust": http.get("ratio_engine_vs_locust"),
         "ws_engine_vs_bare": ws.get("ratio_engine_vs_bare"),
+        "ws_engine_vs_k6": ws.get("ratio_engine_vs_k6"),
         "ws_20k_vus_rss_mib": vus.get("rss_mib"),
         "merge_1000_ms": merge.get("merge_ms"),
-        "goals": {"http_engine_vs_wrk": ">= 0.8", "ws_engine_vs_bare": ">= 0.9",
+        "missing": sorted({*http.get("missing", []), *ws.get("missing", [])}),
+        "goals": {"http_engine_vs_wrk": ">= 0.8", "http_engine_vs_k6": ">= 5",
+                  "ws_engine_vs_bare": ">= 0.9", "ws_engine_vs_k6": ">= 2.5",
                   "ws_20k_vus_rss_mib": "< 1024", "merge_1000_ms": "< 100"},
     }))
 
