@@ -12,7 +12,6 @@ the workers' load never competes with the test's event loop.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from tests.operator.harness import (
     apply_crds,
     client,
     free_port,
+    namespace_name,
     start_operator,
     stop_operator,
     wait_healthy,
@@ -82,13 +82,10 @@ async def lt_api(lt_cluster: LoadTestCluster) -> AsyncIterator[Kube]:
         yield kube
 
 
-_names = itertools.count(1)
-
-
 @pytest.fixture
 async def tenant_namespace(lt_api: Kube, request: pytest.FixtureRequest) -> str:
     """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port)."""
-    name = f"lt{next(_names)}-{request.node.name.removeprefix('test_')[:30]}".replace("_", "-").rstrip("-")
+    name = namespace_name("lt", request.node.name, 30)
     await lt_api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     await lt_api.apply({
         "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},

@@ -13,7 +13,6 @@ status. The operator's log is at ``cluster.log`` and is printed when a test fail
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.operator.harness import (
     apply_crds,
     client,
     free_port,
+    namespace_name,
     start_operator,
     stop_operator,
     wait_healthy,
@@ -60,13 +60,10 @@ async def api(cluster: Cluster) -> AsyncIterator[Kube]:
         yield kube
 
 
-_names = itertools.count(1)
-
-
 @pytest.fixture
 async def namespace(api: Kube, request: pytest.FixtureRequest) -> str:
     """A fresh namespace for one test (created directly, not through a Tenant)."""
-    name = f"t{next(_names)}-{request.node.name.removeprefix('test_')[:40]}".replace("_", "-").rstrip("-")
+    name = namespace_name("t", request.node.name, 40)
     await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
 

@@ -10,6 +10,7 @@ controller would write, for tests that play it.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import shutil
 import socket
@@ -68,6 +69,14 @@ class Cluster:
 
     def operator_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+_serial = itertools.count(1)
+
+
+def namespace_name(prefix: str, test_name: str, length: int = 40) -> str:
+    """A fresh DNS-label namespace name per test, readable in logs: ``t3-app-gets-a-deployment``."""
+    return f"{prefix}{next(_serial)}-{test_name.removeprefix('test_')[:length]}".replace("_", "-").rstrip("-")
 
 
 def free_port() -> int:
