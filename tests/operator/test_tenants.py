@@ -133,3 +133,28 @@ async def test_a_tenant_may_not_claim_a_system_namespace(api: Kube, until: Until
 async def _gone(value: Awaitable[Any]) -> bool:
     return (await value) is None
 
+
+
+async def test_a_guard_rail_deleted_or_edited_by_hand_is_put_back_within_5_seconds(
+        api: Kube, until: Until) -> None:
+    name = unique("drift")
+    await create(api, tenant(name, owners=[{"name": "alice@example.com"}], quota={"pods": 20}))
+    await until(lambda: ready(api, name), timeout=5, what="Ready=True")
+
+    await api.delete(KINDS["ResourceQuota"], "mothership", name)
+
+    async def quota_back() -> bool:
+        quota = await api.get("ResourceQuota", "mothership", name)
+        return quota is not None and quota["spec"]["hard"].get("pods") == "20"
+
+    await until(quota_back, timeout=5, what="the deleted ResourceQuota back")
+
+    await api.patch(KINDS["RoleBinding"], "mothership", name,
+                    {"subjects": [{"kind": "User", "name": "mallory@example.com",
+                                   "apiGroup": "rbac.authorization.k8s.io"}]})
+
+    async def owners_back() -> bool:
+        binding = await api.get("RoleBinding", "mothership", name)
+        return binding is not None and [s["name"] for s in binding["subjects"]] == ["alice@example.com"]
+
+    await until(owners_back, timeout=5, what="the hand-edited RoleBinding's subjects put back")

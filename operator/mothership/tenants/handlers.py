@@ -1,13 +1,15 @@
 """Tenant handlers: kopf triggers around one :func:`reconcile`; the I/O and nothing else.
 
 What a Tenant becomes is ``tenants.builders`` (pure): a Namespace, a
-ResourceQuota, a LimitRange, a NetworkPolicy and a RoleBinding, all owned by
-the (cluster-scoped) Tenant. Its status is ``tenants.status.compute`` (pure).
+ResourceQuota, a LimitRange, a NetworkPolicy and a RoleBinding, owned by the
+(cluster-scoped) Tenant under ``deletionPolicy: Delete``. Its status is ``tenants.status.compute`` (pure).
 Here we only apply and report:
 
-- create, update, resume and a slow timer (drift repair for a handful of
-  objects per tenant) call :func:`reconcile`: Namespace first (everything else
-  lives in it), then the rest concurrently with server-side apply.
+- create, update, resume, a watch on the guard rails (a quota, limit range,
+  network policy or role binding deleted or edited by hand is put back within
+  seconds) and a slow timer (the backstop, e.g. for the Namespace itself) call
+  :func:`reconcile`: Namespace first (everything else lives in it), then the
+  rest concurrently with server-side apply.
 - ``spec.deletionPolicy`` on delete (kopf holds our finalizer until we return):
   ``Delete`` deletes the namespace and with it everything inside; ``Retain``
   first strips the Tenant's ownerReference from every child, so the garbage
@@ -32,6 +34,7 @@ import kopf
 from pydantic import ValidationError
 
 from mothership import errors, metrics
+from mothership import labels as std
 from mothership.api.common import (
     Condition,
     ConditionStatus,
@@ -42,7 +45,7 @@ from mothership.api.common import (
 )
 from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
 from mothership.children import apply_children
-from mothership.kube import KINDS, ApiError, Kube, kind_of, merge_patch
+from mothership.kube import KINDS, ApiError, Kube, carries, kind_of, merge_patch
 from mothership.tenants import builders, status
 
 logger = logging.getLogger(__name__)
@@ -89,8 +92,51 @@ async def tenant_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
 
 @kopf.timer(*TENANTS, interval=30, initial_delay=30, idle=10)
 async def tenant_drift(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Put back a tenant's children edited or deleted by hand (they are few; a timer is enough)."""
+    """The backstop for drift no watch sees (the Namespace itself, whose watch kopf owns)."""
     await _run(dict(body), memo, logger, raise_errors=False)
+
+
+GUARD_RAILS = (
+    ("v1", "resourcequotas"),
+    ("v1", "limitranges"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
+"""The namespaced children of a Tenant, watched (filtered by the tenant label) to put them back."""
+
+
+async def guard_rail_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """A guard rail was deleted or edited by hand: converge its Tenant within seconds.
+
+    Our own applies come back as events too; they still carry what the Tenant
+    wants, so they cost one GET and change nothing.
+    """
+    tenant_name = (body.metadata.labels or {}).get(std.TENANT)
+    if not tenant_name:
+        return
+    kube: Kube = memo.kube
+    owner = await kube.get(KINDS["Tenant"], tenant_name)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
+        return  # the Tenant is going (or gone): its policy decides, not drift repair
+    if event["type"] != "DELETED":
+        try:
+            tenant = Tenant.model_validate({k: owner[k] for k in ("apiVersion", "kind", "metadata", "spec")
+                                            if k in owner})
+        except ValidationError:
+            return  # tenant_changed reports an invalid spec
+        wanted = builders.build_children(tenant, Owner.of(owner), memo.config.operator_namespace)
+        desired = next((m for m in wanted if m["kind"] == body.get("kind")
+                        and m["metadata"]["name"] == body.metadata.name), None)
+        if desired is None or carries(dict(body), desired):
+            return
+    logger.info(f"{body.get('kind')} {body.metadata.name} was changed by hand: putting it back")
+    await _run(owner, memo, logger, raise_errors=False)
+
+
+for _resource in GUARD_RAILS:
+    kopf.on.event(*_resource, labels={std.TENANT: kopf.PRESENT})(guard_rail_event)
 
 
 @kopf.on.event(*TENANTS)
