@@ -11,7 +11,6 @@ the workers' load never competes with the test's event loop.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -24,15 +23,12 @@ import aiohttp
 import pytest
 
 from mothership.kube import Kube
-from tests.kubeemu import EmulatorThread
 from tests.operator.harness import (
     Cluster,
-    apply_crds,
     client,
-    free_port,
+    emulated_cluster,
     namespace_name,
     start_operator,
-    stop_operator,
     wait_healthy,
 )
 from tests.podrunner import PodRunner
@@ -57,23 +53,8 @@ class LoadTestCluster(Cluster):
 
 @pytest.fixture(scope="module")
 def lt_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadTestCluster]:
-    tmp = tmp_path_factory.mktemp("loadtests-e2e")
-    with EmulatorThread() as thread:
-        kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
-        c = LoadTestCluster(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log",
-                            port=free_port())
-
-        async def setup() -> None:
-            async with client(c) as kube:
-                await apply_crds(kube)
-
-        asyncio.run(setup())
-        c.start()
-        try:
-            yield c
-        finally:
-            if c.process is not None and c.process.poll() is None:
-                stop_operator(c.process)
+    with emulated_cluster(tmp_path_factory.mktemp("loadtests-e2e"), LoadTestCluster) as c:
+        yield c
 
 
 @pytest.fixture

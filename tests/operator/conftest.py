@@ -12,7 +12,6 @@ status. The operator's log is at ``cluster.log`` and is printed when a test fail
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,38 +19,19 @@ from typing import Any
 import pytest
 
 from mothership.kube import Kube
-from tests.kubeemu import EmulatorThread
 from tests.operator.harness import (
     Cluster,
-    apply_crds,
     client,
-    free_port,
+    emulated_cluster,
     namespace_name,
-    start_operator,
-    stop_operator,
-    wait_healthy,
 )
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The emulator with our CRDs, and ``mothership operator`` running against it."""
-    tmp = tmp_path_factory.mktemp("operator-e2e")
-    with EmulatorThread() as thread:
-        kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
-        c = Cluster(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port())
-
-        async def setup() -> None:
-            async with client(c) as kube:
-                await apply_crds(kube)
-
-        asyncio.run(setup())
-        c.process = start_operator(c)
-        try:
-            wait_healthy(c)
-            yield c
-        finally:
-            stop_operator(c.process)
+    with emulated_cluster(tmp_path_factory.mktemp("operator-e2e"), Cluster) as c:
+        yield c
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ controller would write, for tests that play it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import shutil
@@ -18,9 +20,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -141,6 +144,30 @@ def stop_operator(process: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait(timeout=5)
+
+
+ClusterT = TypeVar("ClusterT", bound="Cluster")
+
+
+@contextlib.contextmanager
+def emulated_cluster(tmp: Path, kind: type[ClusterT]) -> Iterator[ClusterT]:
+    """The emulator with our CRDs, and ``mothership operator`` running against it as a user runs it."""
+    with EmulatorThread() as thread:
+        kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
+        c = kind(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port())
+
+        async def setup() -> None:
+            async with client(c) as kube:
+                await apply_crds(kube)
+
+        asyncio.run(setup())
+        c.process = start_operator(c)
+        try:
+            wait_healthy(c)
+            yield c
+        finally:
+            if c.process is not None and c.process.poll() is None:  # a test may have killed it
+                stop_operator(c.process)
 
 
 def client(cluster: Cluster) -> Kube:
