@@ -12,8 +12,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,25 @@ def header(bench: str) -> dict[str, Any]:
         "cpu": _cpu(),
         "cores": os.cpu_count(),
     }
+
+
+def k6_metrics(script: str, seconds: float, core: str) -> tuple[dict[str, Any], str] | None:
+    """Run a k6 script pinned to ``core``; its ``--summary-export`` metrics and stderr, or None
+    when no ``k6`` is on PATH. Usage reports are off, so every packet stays on 127.0.0.1."""
+    k6 = shutil.which("k6")
+    if not k6:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "bench.js"
+        path.write_text(script)
+        summary = Path(d) / "summary.json"
+        out = subprocess.run(["taskset", "-c", core, k6, "run", "--quiet", "--no-usage-report",
+                              "--summary-export", str(summary), str(path)],
+                             cwd=d, capture_output=True, text=True, timeout=seconds + 60,
+                             env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
+        if not summary.exists():
+            raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}): {out.stderr[-2000:]}")
+        return json.loads(summary.read_text())["metrics"], out.stderr
 
 
 def _run(script: str, *args: str, timeout: float = 300) -> dict[str, Any]:

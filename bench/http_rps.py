@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "operator"))
 sys.path.insert(0, str(HERE))
 
-from compare import header  # noqa: E402
+from compare import header, k6_metrics  # noqa: E402
 
 SERVER_CORE = "0"
 CLIENT_CORE = "1" if (os.cpu_count() or 1) > 1 else "0"
@@ -210,20 +210,10 @@ def run_locust(url: str, seconds: float, connections: int) -> dict[str, float] |
 
 def run_k6(url: str, seconds: float, connections: int) -> dict[str, float] | None:
     """k6's ``http_reqs.rate`` from ``--summary-export``; None when no ``k6`` is on PATH."""
-    k6 = shutil.which("k6")
-    if not k6:
+    ran = k6_metrics(K6_HTTP_SCRIPT.format(vus=connections, seconds=seconds, url=url), seconds, CLIENT_CORE)
+    if ran is None:
         return None
-    with tempfile.TemporaryDirectory() as d:
-        script = Path(d) / "http.js"
-        script.write_text(K6_HTTP_SCRIPT.format(vus=connections, seconds=seconds, url=url))
-        summary = Path(d) / "summary.json"
-        out = subprocess.run(["taskset", "-c", CLIENT_CORE, k6, "run", "--quiet", "--no-usage-report",
-                              "--summary-export", str(summary), str(script)],
-                             cwd=d, capture_output=True, text=True, timeout=seconds + 60,
-                             env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
-        if not summary.exists():
-            raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}): {out.stderr[-2000:]}")
-        metrics = json.loads(summary.read_text())["metrics"]
+    metrics, _ = ran
     reqs = metrics["http_reqs"]
     failed = metrics.get("http_req_failed", {}).get("value", 0.0)  # fraction of requests that failed
     return {"rps": float(reqs["rate"]), "errors": round(failed * reqs["count"])}

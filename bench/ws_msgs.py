@@ -33,12 +33,10 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "operator"))
 sys.path.insert(0, str(HERE))
 
-from compare import header  # noqa: E402
+from compare import header, k6_metrics  # noqa: E402
 
 SERVER_CORE = "0"
 CLIENT_CORE = "1" if (os.cpu_count() or 1) > 1 else "0"
@@ -146,24 +144,14 @@ export default function () {{
 
 def run_k6(url: str, seconds: float, connections: int) -> dict[str, float] | None:
     """k6's echoed messages/s (the custom Counter's rate); None when no ``k6`` is on PATH."""
-    k6 = shutil.which("k6")
-    if not k6:
+    script = K6_WS_SCRIPT.format(vus=connections, seconds=seconds, message=MESSAGE.decode(),
+                                 url=url.replace("http://", "ws://") + "/", close_ms=int(seconds * 1000))
+    ran = k6_metrics(script, seconds, CLIENT_CORE)
+    if ran is None:
         return None
-    with tempfile.TemporaryDirectory() as d:
-        script = Path(d) / "ws.js"
-        script.write_text(K6_WS_SCRIPT.format(vus=connections, seconds=seconds, message=MESSAGE.decode(),
-                                              url=url.replace("http://", "ws://") + "/",
-                                              close_ms=int(seconds * 1000)))
-        summary = Path(d) / "summary.json"
-        out = subprocess.run(["taskset", "-c", CLIENT_CORE, k6, "run", "--quiet", "--no-usage-report",
-                              "--summary-export", str(summary), str(script)],
-                             cwd=d, capture_output=True, text=True, timeout=seconds + 60,
-                             env={**os.environ, "K6_NO_USAGE_REPORT": "true"})
-        if not summary.exists():
-            raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}): {out.stderr[-2000:]}")
-        metrics = json.loads(summary.read_text())["metrics"]
+    metrics, stderr = ran
     if "bench_ws_echoes" not in metrics:
-        raise RuntimeError(f"k6 echoed no message: {out.stderr[-2000:]}")
+        raise RuntimeError(f"k6 echoed no message: {stderr[-2000:]}")
     return {"msgs_per_s": float(metrics["bench_ws_echoes"]["rate"])}
 
 

@@ -47,25 +47,23 @@ def _binary(name: str) -> str | None:
     return shutil.which(name) or (str(debian) if debian.exists() else None)
 
 
-def prometheus_binary() -> str:
-    """The Prometheus server binary, or a skip (locally) / failure (CI) that says how to get it."""
-    found = _binary("prometheus")
+def _required(name: str, message: str) -> str:
+    """A Debian prometheus-package binary, or a skip (locally) / failure (CI) that says how to get it."""
+    found = _binary(name)
     if found:
         return found
-    message = "Prometheus is not installed: apt-get install -y prometheus (Debian's package; .ci/run does it)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def prometheus_binary() -> str:
+    return _required("prometheus", "Prometheus is not installed: apt-get install -y prometheus "
+                                   "(Debian's package; .ci/run does it)")
 
 
 def promtool_binary() -> str:
-    found = _binary("promtool")
-    if found:
-        return found
-    message = "promtool is not installed: apt-get install -y prometheus ships it"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return _required("promtool", "promtool is not installed: apt-get install -y prometheus ships it")
 
 
 def free_port() -> int:
