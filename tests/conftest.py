@@ -1,7 +1,8 @@
 """Shared fixtures: real things listening on 127.0.0.1, and a way to wait on conditions.
 
-Tests wait on conditions, never on time (STYLE, Tests): the ``until`` fixture polls a
-predicate on the loop clock (``wait_until``) and fails with a clear message at its timeout.
+Tests wait on conditions, never on time (docs/design.md, "How it is tested"): the ``until``
+fixture polls a predicate on the loop clock (``wait_until``) and fails with a clear message at
+its timeout.
 """
 
 from __future__ import annotations

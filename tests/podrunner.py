@@ -1,4 +1,6 @@
-"""Pods without a kubelet: run a LoadTest's worker pods as local processes (DESIGN, Tests 5).
+"""Pods without a kubelet: run a LoadTest's worker pods as local processes.
+
+See docs/design.md, "A real control plane".
 
 Why this exists: the API emulator has no Job controller and no kubelet, and a
 control plane without nodes has the first but not the second, so nothing

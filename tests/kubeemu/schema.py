@@ -9,7 +9,7 @@ Mothership's CRDs use: type, properties, required, enum, minimum/maximum (and th
 exclusive forms), pattern, min/maxLength, items, min/maxItems, additionalProperties,
 min/maxProperties, allOf/anyOf/oneOf/not, nullable, x-kubernetes-int-or-string and
 x-kubernetes-embedded-resource. CEL rules (x-kubernetes-validations) and ``format``
-are not evaluated: the CRD tests judge those directly (DESIGN.md, Tests 1).
+are not evaluated: the CRD tests judge those directly (docs/design.md, "Unit").
 """
 
 from __future__ import annotations
