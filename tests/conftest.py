@@ -143,5 +143,5 @@ async def serve_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]
             await task
 
 
-# The API emulator fixture `kube` (tests/kubeemu/fixtures.py).
-pytest_plugins = ["tests.kubeemu.fixtures"]
+# `kube`, the API emulator (tests/kubeemu/fixtures.py); `controlplane`, the real one (tests/controlplane).
+pytest_plugins = ["tests.kubeemu.fixtures", "tests.controlplane.fixtures"]

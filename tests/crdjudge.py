@@ -151,6 +151,13 @@ def _path(error: jsonschema.ValidationError) -> str:
     return out
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, in kube-apiserver's words where the two differ (checked on the real one)."""
+    if error.validator == "minProperties":
+        return f"should have at least {error.validator_value} properties"
+    return str(error.message)
+
+
 def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[tuple[str, str]]:
     """(field path, message) for every schema or CEL violation; empty when the object is valid."""
     schema = schema_of(crd)
@@ -159,7 +166,7 @@ def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[tuple[str, str]]:
     # metadata is the API server's own; a CRD may only restrict name/generateName, never prune it.
     converted.get("properties", {}).get("metadata", {}).pop("additionalProperties", None)
     validator = jsonschema.Draft7Validator(converted)
-    errors = [(_path(e), e.message) for e in validator.iter_errors(obj)]
+    errors = [(_path(e), _message(e)) for e in validator.iter_errors(obj)]
     if errors:
         return errors  # the API server stops before CEL when the values are already invalid
     return _cel_errors(schema, obj, "")

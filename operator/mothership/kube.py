@@ -201,17 +201,22 @@ class Credentials:
         return ctx
 
 
-def load_credentials(context: str | None = None) -> Credentials:
-    """In-cluster ServiceAccount first, then ``$KUBECONFIG`` (or ``~/.kube/config``), as kopf does."""
+def load_credentials(context: str | None = None, kubeconfig: str | None = None) -> Credentials:
+    """In-cluster ServiceAccount first, then ``$KUBECONFIG`` (or ``~/.kube/config``), as kopf does.
+
+    An explicit ``kubeconfig`` path (kubectl's ``--kubeconfig``) wins over both.
+    """
     from kubernetes import client, config
 
     cfg = client.Configuration()
     try:
+        if kubeconfig:
+            raise config.ConfigException("an explicit kubeconfig was given")
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         # $KUBECONFIG is read here, not when the kubernetes package was imported, so a
         # process (or a test) that sets it later is still honoured.
-        kubeconfig = os.environ.get("KUBECONFIG") or None  # several paths merge, as kubectl does
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None  # paths merge, as kubectl's do
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context, client_configuration=cfg
         )
@@ -248,8 +253,8 @@ class Kube:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def connect(cls, context: str | None = None, **kwargs: Any) -> Kube:
-        return cls(load_credentials(context), **kwargs)
+    def connect(cls, context: str | None = None, kubeconfig: str | None = None, **kwargs: Any) -> Kube:
+        return cls(load_credentials(context, kubeconfig), **kwargs)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

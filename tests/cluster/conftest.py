@@ -1,21 +1,27 @@
-"""Opt-in tests against a real cluster: ``pytest -m cluster`` with ``$KUBECONFIG`` set.
+"""The operator on a real API server: the built control plane by default, or ``$KUBECONFIG``.
 
 What the emulator cannot prove, a real API server can: OpenAPI and CEL
-validation of our CRDs, defaulting and pruning, real garbage collection,
-server-side apply semantics and a real Deployment controller. Every test here
-is marked ``cluster``; all of them skip, saying why, unless ``$KUBECONFIG`` is
-set *and* ``-m cluster`` was asked for (so a developer's default test run never
-touches whatever cluster their shell happens to point at).
+validation of our CRDs, defaulting and pruning, admission (ResourceQuota,
+PodSecurity), real garbage collection, server-side apply, and the real
+Deployment, ReplicaSet, Job and quota controllers.
 
-Setup, once per session: apply ``crds/`` and wait until they are Established,
-start ``mothership operator`` as a subprocess with the same ``$KUBECONFIG``,
-and wait for ``/healthz``. Each test gets its own namespace, deleted afterwards.
-With kind: ``kind create cluster && KUBECONFIG=~/.kube/config pytest -m cluster``.
+Where the tests run:
+
+- by default, on the control plane that ``tests/controlplane`` builds from Go
+  modules and starts once per run (etcd, kube-apiserver, kube-controller-manager
+  on 127.0.0.1; no nodes: ``tests/podrunner.py`` plays the kubelet);
+- with ``pytest -m cluster`` and ``$KUBECONFIG`` set, on that cluster instead
+  (kind in the e2e-kind workflow). A default run never touches the cluster a
+  developer's shell happens to point at.
+
+Every test here is marked ``cluster``. Setup, once per session: apply ``crds/``
+and wait until they are Established, start ``mothership operator`` as a
+subprocess against the same API, and wait for ``/healthz``. Each test gets its
+own namespace, deleted afterwards.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import secrets
@@ -23,15 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from tests.operator.harness import (
-    CRDS,
-    Cluster,
-    free_port,
-    start_operator,
-    stop_operator,
-    wait_healthy,
-)
+from tests.operator.harness import Cluster, client, namespace_name, real_cluster
 
 from mothership.kube import Kube
 
@@ -40,55 +38,41 @@ RUN = secrets.token_hex(3)
 HERE = Path(__file__).parent
 
 
+def external(config: pytest.Config) -> bool:
+    """``pytest -m cluster`` with ``$KUBECONFIG``: the user's cluster, not the built control plane."""
+    return bool(os.environ.get("KUBECONFIG")) and "cluster" in (config.getoption("-m") or "")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test in this folder ``cluster``, and skip them all unless opted in."""
-    reason = None
-    if not os.environ.get("KUBECONFIG"):
-        reason = "KUBECONFIG is not set: point it at a cluster (e.g. kind) and run pytest -m cluster"
-    elif "cluster" not in (config.getoption("-m") or ""):
-        reason = "cluster tests run only with -m cluster (they act on the cluster $KUBECONFIG points at)"
+    """Mark every test in this folder ``cluster``, and ``controlplane`` unless it runs on $KUBECONFIG."""
     for item in items:
         if Path(str(item.path)).is_relative_to(HERE):
             item.add_marker(pytest.mark.cluster)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
-
-
-async def _apply_crds() -> None:
-    async with Kube.connect() as kube:
-        for path in sorted(CRDS.glob("*.yaml")):
-            crd = yaml.safe_load(path.read_text())
-            await kube.apply(crd)
-        for path in sorted(CRDS.glob("*.yaml")):
-            name = yaml.safe_load(path.read_text())["metadata"]["name"]
-            for _ in range(100):
-                crd = await kube.get("CustomResourceDefinition", name) or {}
-                conditions = (crd.get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                    break
-                await asyncio.sleep(0.1)  # polling the server's own readiness signal
-            else:
-                raise AssertionError(f"CRD {name} not Established after 10 s")
+            if not external(config):
+                item.add_marker(pytest.mark.controlplane)
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The operator running against ``$KUBECONFIG`` with our CRDs applied."""
-    tmp = tmp_path_factory.mktemp("cluster")
-    asyncio.run(_apply_crds())
-    c = Cluster(thread=None, kubeconfig=Path(os.environ["KUBECONFIG"]), log=tmp / "operator.log",
-                port=free_port())
-    c.process = start_operator(c)
-    try:
-        wait_healthy(c, timeout=60)
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The operator running against the real API server, with our CRDs applied."""
+    if external(request.config):
+        kubeconfig = Path(os.environ["KUBECONFIG"])
+    else:
+        kubeconfig = request.getfixturevalue("controlplane").kubeconfig
+    with real_cluster(tmp_path_factory.mktemp("cluster"), Cluster, kubeconfig) as c:
         yield c
-    finally:
-        stop_operator(c.process)
+
+
+@pytest.fixture(autouse=True)
+def _kubeconfig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Kube.connect()`` and ``mothership`` subprocesses in these tests reach the same API server."""
+    if "cluster" in request.fixturenames:
+        monkeypatch.setenv("KUBECONFIG", str(request.getfixturevalue("cluster").kubeconfig))
 
 
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[Kube]:
-    kube = Kube.connect()
+    kube = client(cluster)
     kube.calls = collections.Counter()
     async with kube:
         yield kube
@@ -96,7 +80,7 @@ async def api(cluster: Cluster) -> AsyncIterator[Kube]:
 
 @pytest.fixture
 async def namespace(api: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    name = f"ms-{RUN}-{request.node.name.removeprefix('test_')[:30]}".replace("_", "-").rstrip("-").lower()
+    name = namespace_name(f"ms-{RUN}-", request.node.name, 30).lower()
     await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     await api.delete("Namespace", name)

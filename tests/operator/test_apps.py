@@ -59,7 +59,8 @@ async def test_an_app_gets_a_deployment_and_a_service_owned_by_it(api: Kube, nam
         assert await api.get(kind, "shop", namespace) is None
 
     st = await until(lambda: status_of(api, "shop", namespace), timeout=5, what="a status")
-    assert st["phase"] == "Pending"
+    # Pending until a Deployment controller reports; a real one may already have (Progressing).
+    assert st["phase"] in ("Pending", "Progressing"), st
     assert st["url"] == f"http://shop.{namespace}.svc.cluster.local"
     assert st["observedGeneration"] == 1
 

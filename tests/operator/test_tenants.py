@@ -98,7 +98,7 @@ async def test_deleting_a_delete_tenant_deletes_its_namespace(api: Kube, until: 
 
     await api.delete("Tenant", name)
 
-    await until(lambda: _gone(api.get("Namespace", name)), timeout=10, what="the namespace deleted")
+    await until(lambda: _gone(api.get("Namespace", name)), timeout=30, what="the namespace deleted")
     await until(lambda: _gone(api.get("Tenant", name)), timeout=5, what="the Tenant gone")
 
 

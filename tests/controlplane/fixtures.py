@@ -1,0 +1,56 @@
+"""pytest plumbing for the real control plane; registered from tests/conftest.py.
+
+``controlplane`` is session-scoped and lazy: it starts (and, the first time on
+a machine, builds) only when a test asks for it, and one control plane then
+serves the whole run; tests isolate themselves by namespace. Without Go the
+tests that need it skip, saying why, except under ``CI=true``, where a missing
+toolchain is a failure rather than a silently smaller suite.
+
+The build runs in ``pytest_collection_finish``, before any test starts, so a
+first build (minutes) is not charged to one test's timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.controlplane import ControlPlane, binary, go_available
+
+
+def wanted(session: pytest.Session) -> bool:
+    """Whether a selected test runs on the control plane (marked so, or asking for the fixture)."""
+    return any(item.get_closest_marker("controlplane") or "controlplane" in getattr(item, "fixturenames", ())
+               for item in session.items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not wanted(session) or not go_available():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if binary(build=False) is None and reporter is not None:
+        reporter.write_line("controlplane: building kube-apiserver, kube-controller-manager and etcd "
+                            "from Go modules (cached afterwards)")
+    binary()
+
+
+@pytest.fixture(scope="session")
+def controlplane(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager for this run (see tests/controlplane)."""
+    if binary(build=False) is None and not go_available():
+        message = "no Go toolchain: the real control plane (tests/controlplane) cannot be built"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cp = ControlPlane.start(tmp_path_factory.mktemp("controlplane"))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\ncontrolplane: kube-apiserver {cp.version} with kube-controller-manager "
+                            f"and etcd ready in {cp.startup_seconds:.1f} s at {cp.server}")
+    try:
+        yield cp
+    finally:
+        cp.stop()
