@@ -25,11 +25,12 @@ async def create(api: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
                              namespace=manifest["metadata"].get("namespace"), body=manifest)
 
 
-async def ready(api: Kube, name: str) -> dict[str, Any] | None:
+async def ready(api: Kube, name: str, generation: int = 0) -> dict[str, Any] | None:
+    """The Tenant's status once it is Ready (having observed ``generation``, when given)."""
     obj = await api.get("Tenant", name) or {}
     st = obj.get("status") or {}
     cond = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
-    return st if cond.get("status") == "True" else None
+    return st if cond.get("status") == "True" and st.get("observedGeneration", 0) >= generation else None
 
 
 async def test_a_tenant_gets_a_restricted_namespace_and_its_guard_rails(api: Kube, until: Until) -> None:
@@ -111,7 +112,8 @@ async def test_dropping_the_owners_deletes_the_role_binding(api: Kube, until: Un
 
     await until(lambda: _gone(api.get("RoleBinding", "mothership", name)), timeout=5,
                 what="the RoleBinding deleted")
-    st = await until(lambda: ready(api, name), timeout=5)
+    # The RoleBinding may go before the status is written: wait for the status of generation 2.
+    st = await until(lambda: ready(api, name, generation=2), timeout=5, what="Ready at generation 2")
     assert st["observedGeneration"] == 2
 
 
