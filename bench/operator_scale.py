@@ -39,7 +39,8 @@ completes within ``--timeout``, the line is still printed (``complete: false``,
 ``seen``) and the exit status is 1.
 
 Goal on a real API server with kube-controller-manager running, 2 cores: a burst
-of 500 Apps complete in < 10 s, RSS < 200 MB; with ``--rate 20``, p99 < 1 s.
+of 500 Apps complete in < 10 s, RSS < 200 MB; with ``--rate 20``, p99 < 1 s
+(``goal`` holds the one that applies to the run, null for the other).
 Prints one JSON line. Usage::
 
     .venv/bin/python bench/operator_scale.py [--apps 500] [--concurrency 50] [--rate 0]
@@ -492,8 +493,9 @@ async def _measure(
         "anchor_seconds": round(anchor, 2),
         "anchor_apply_seconds": round(anchor_apply, 2),
         "ratio": round(seconds_all / anchor, 2) if anchor else None,
-        "goal": {"seconds_all_lt_10": complete and seconds_all < 10,
-                 "p99_lt_1s": percentile(to_deployment, 99) < 1000,
+        # A burst is judged by its total, a paced run by its p99 (a burst's p99 is its total).
+        "goal": {"seconds_all_lt_10": None if args.rate else complete and seconds_all < 10,
+                 "p99_lt_1s": complete and percentile(to_deployment, 99) < 1000 if args.rate else None,
                  "rss_lt_200mb": rss is not None and rss < 200},
         "operator_log": str(log),
     }, complete
