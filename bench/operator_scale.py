@@ -446,7 +446,7 @@ async def _measure(
         try:
             await asyncio.wait_for(creating, args.timeout + (args.apps / args.rate if args.rate else 0))
         except TimeoutError:
-            raise BenchError(f"creating {args.apps} Apps took more than {args.timeout:.0f} s") from None
+            raise BenchError(f"creating {args.apps} Apps took more than {args.timeout:g} s") from None
         created_s = time.monotonic() - t0
         complete = await wait_until(lambda: all(len(w.seen) >= args.apps for w in watchers),
                                     max(0.0, args.timeout - created_s), check)
@@ -559,7 +559,7 @@ def main() -> None:
         raise SystemExit(f"operator_scale: {exc}") from None
     print(json.dumps(result), flush=True)
     if not complete:
-        raise SystemExit(f"operator_scale: not every App completed within {args.timeout:.0f} s: "
+        raise SystemExit(f"operator_scale: not every App completed within {args.timeout:g} s: "
                          f"{result['seen']} of {args.apps}")
 
 
