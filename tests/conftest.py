@@ -143,5 +143,6 @@ async def serve_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]
             await task
 
 
-# `kube`, the API emulator (tests/kubeemu/fixtures.py); `controlplane`, the real one (tests/controlplane).
-pytest_plugins = ["tests.kubeemu.fixtures", "tests.controlplane.fixtures"]
+# `controlplane`: the real control plane (tests/controlplane); `cluster`, `api`, `namespace`: the
+# operator on it (tests/realcluster.py); `kube`: the API emulator (tests/kubeemu/fixtures.py).
+pytest_plugins = ["tests.kubeemu.fixtures", "tests.controlplane.fixtures", "tests.realcluster"]

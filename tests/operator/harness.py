@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mothership.kube import Call, Credentials, Kube
+from mothership import rbac
+from mothership.kube import Call, Credentials, Kind, Kube
+from tests.controlplane import OPERATOR_USER, ControlPlane
 from tests.kubeemu import Emulator, EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +50,10 @@ class Cluster:
     process: subprocess.Popen[bytes] | None = None
     client_calls: collections.Counter[Call] = field(default_factory=collections.Counter)
     """Calls the tests themselves made (subtracted from the emulator's count)."""
+    operator_kubeconfig: Path | None = None
+    """The operator's own identity, bound to the chart's ClusterRole; None: it runs as the tests do."""
+    controlplane: ControlPlane | None = None
+    """The built control plane (its audit log has every request the operator made), if that is the API."""
 
     @property
     def emulator(self) -> Emulator:
@@ -73,6 +79,22 @@ class Cluster:
 
     def operator_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the operator: no shutdown, no chance to stop anything (a crash, an OOM kill)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def start(self, *extra: str) -> None:
+        """Start the operator (again) and wait until it is healthy."""
+        self.process = start_operator(self, *extra)
+        wait_healthy(self, timeout=60)
+
+    def audit_since(self, before: int) -> list[dict[str, Any]]:
+        """The operator's requests after the first ``before`` in the control plane's audit log."""
+        assert self.controlplane is not None, "no audit log: not the built control plane"
+        return self.controlplane.audit()[before:]
 
 
 _serial = itertools.count(1)
@@ -115,7 +137,7 @@ async def apply_crds(kube: Kube) -> None:
 def start_operator(cluster: Cluster, *extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
+        "KUBECONFIG": str(cluster.operator_kubeconfig or cluster.kubeconfig),
         "MOTHERSHIP_NAMESPACE": OPERATOR_NAMESPACE,
         "PYTHONUNBUFFERED": "1",
     }
@@ -197,15 +219,64 @@ async def wait_established(kube: Kube, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)  # polling the server's own readiness signal
 
 
+def audit_triple(event: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(verb, API group, resource, subresource) of an audit event: what the RBAC authorizer judged."""
+    ref = event.get("objectRef") or {}
+    return event["verb"], ref.get("apiGroup", ""), ref.get("resource", ""), ref.get("subresource", "")
+
+
+def rbac_problems(events: list[dict[str, Any]]) -> list[str]:
+    """Requests RBAC refused, or that it allowed beyond ``mothership.rbac.RULES``.
+
+    The authorizer's verdict is the audit annotation ``authorization.k8s.io/decision`` (a
+    403 may also come from admission, e.g. a namespace being deleted). Discovery (``/api``,
+    ``/apis/...``: no ``objectRef``) is granted to every user and not part of RULES.
+    """
+    problems = sorted({"refused: " + " ".join(audit_triple(e)) for e in events
+                       if (e.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"})
+    problems += sorted({"not in RULES: " + " ".join(t) for t in map(audit_triple, events)
+                        if t[2] and not rbac.allows(t[0], t[2], api_group=t[1], subresource=t[3])})
+    return problems
+
+
+CLUSTER_ROLE = Kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
+CLUSTER_ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings",
+                            namespaced=False)
+
+
+async def bind_operator_role(kube: Kube, user: str) -> None:
+    """The chart's ClusterRole (``mothership.rbac.RULES``), bound to ``user`` as the chart binds it."""
+    name = "mothership-operator"
+    for kind, body in (
+        (CLUSTER_ROLE, {"rules": rbac.rules()}),
+        (CLUSTER_ROLE_BINDING, {
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+    ):
+        manifest = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}, **body}
+        await kube.request("patch", kind, name=name, params={"fieldManager": "tests", "force": "true"},
+                           body=manifest, content_type="application/apply-patch+yaml")
+
+
 @contextlib.contextmanager
-def real_cluster(tmp: Path, kind: type[ClusterT], kubeconfig: Path) -> Iterator[ClusterT]:
-    """A real API server (the built control plane, or kind): our CRDs, and ``mothership operator``."""
-    c = kind(thread=None, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port())
+def real_cluster(tmp: Path, kind: type[ClusterT], kubeconfig: Path,
+                 controlplane: ControlPlane | None = None) -> Iterator[ClusterT]:
+    """A real API server (the built control plane, or kind): our CRDs, and ``mothership operator``.
+
+    On the built control plane the operator runs as its own user with exactly the chart's
+    ClusterRole, so a call the chart does not allow fails here as it would in a cluster.
+    """
+    c = kind(thread=None, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port(),
+             controlplane=controlplane)
+    if controlplane is not None:
+        c.operator_kubeconfig = controlplane.kubeconfig_for("operator")
 
     async def setup() -> None:
         async with client(c) as kube:
             await apply_crds(kube)
             await wait_established(kube)
+            if controlplane is not None:
+                await bind_operator_role(kube, OPERATOR_USER)
 
     asyncio.run(setup())
     c.process = start_operator(c)
@@ -236,22 +307,14 @@ def tenant(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def deployment_status(
-    generation: int, *, replicas: int, updated: int, ready: int, available: int,
-    progressing: tuple[str, str] = ("True", "ReplicaSetUpdated"), available_cond: str | None = None,
-) -> dict[str, Any]:
-    """What the Deployment controller would write, for the tests to play it."""
+def pod_status(*, ready: bool) -> dict[str, Any]:
+    """What a kubelet writes for a pod whose one container runs, ready or not (tests play it)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    conditions = [{"type": "Progressing", "status": progressing[0], "reason": progressing[1],
-                   "message": "played by the test", "lastUpdateTime": now, "lastTransitionTime": now}]
-    if available_cond is not None:
-        conditions.append({"type": "Available", "status": available_cond,
-                           "reason": "MinimumReplicasAvailable" if available_cond == "True"
-                           else "MinimumReplicasUnavailable",
-                           "message": "played by the test", "lastUpdateTime": now,
-                           "lastTransitionTime": now})
+    state = "True" if ready else "False"
     return {
-        "observedGeneration": generation, "replicas": replicas, "updatedReplicas": updated,
-        "readyReplicas": ready, "availableReplicas": available,
-        "unavailableReplicas": max(0, replicas - available), "conditions": conditions,
+        "phase": "Running", "startTime": now, "podIP": "127.0.0.1",
+        "conditions": [{"type": t, "status": s, "lastTransitionTime": now} for t, s in (
+            ("PodScheduled", "True"), ("Initialized", "True"), ("ContainersReady", state), ("Ready", state))],
+        "containerStatuses": [{"name": "app", "ready": ready, "started": True, "restartCount": 0,
+                               "image": "x", "imageID": "", "state": {"running": {"startedAt": now}}}],
     }
