@@ -1,11 +1,12 @@
-"""Pods without a kubelet: run a LoadTest's worker pods as local processes.
+"""A stand-in kubelet (and scheduler): run a LoadTest's worker pods as local processes.
 
 See docs/design.md, "A real control plane".
 
-Why this exists: the API emulator has no Job controller and no kubelet, and a
-control plane without nodes has the first but not the second, so nothing
-would ever run a worker pod. :class:`PodRunner` plays both, against any API
-server the ``mothership.kube.Kube`` client can reach:
+Why this exists: the API emulator has no Job controller, no scheduler and no
+kubelet; the real control plane of ``tests/controlplane`` has the Job,
+ReplicaSet and node lifecycle controllers but no nodes and no scheduler, so
+nothing would ever run a pod. :class:`PodRunner` plays what is missing, against
+any API server the ``mothership.kube.Kube`` client can reach:
 
 - the Job controller (switchable: ``job_controller=False`` when a real one
   exists): for each Indexed Job labelled ``mothership.dev/loadtest``, create
@@ -14,23 +15,67 @@ server the ``mothership.kube.Kube`` client can reach:
   ``JOB_COMPLETION_INDEX`` in the container's env and an ownerReference to the
   Job (so deleting the Job garbage-collects the pods); it also keeps the Job's
   ``status`` counts;
+- a Node, on a real API server (``node``; by default when ``job_controller`` is
+  False, since the emulator has no nodes): it registers Node
+  ``podrunner-<namespace>`` (Ready, InternalIP 127.0.0.1, generous capacity,
+  ``daemonEndpoints.kubeletEndpoint.Port`` = its log server), renews the
+  node's Lease in ``kube-node-lease`` and the Ready heartbeat every
+  ``heartbeat`` seconds (10, a kubelet's rhythm) so the node lifecycle
+  controller neither taints nor evicts, and deletes both on close;
+- the scheduler, for its own pods only: a pod of ``namespace`` labelled
+  ``mothership.dev/loadtest`` (and, with ``run_app_pods``, an App's pod) that
+  has no ``spec.nodeName`` is bound to the runner's Node through the
+  ``pods/binding`` subresource; pods bound to another node are left alone;
 - the kubelet: for each such pod, materialise its plan ConfigMap and token
   Secret into a temporary directory and start ``sys.executable -m mothership``
   with the container's args, except ``--listen 127.a.b.c:9090`` (a distinct
   loopback address per pod: all of 127.0.0.0/8 routes to ``lo`` on Linux, so
   every pod keeps the worker port), the plan and token files, and a temporary
-  ``--summary-file`` standing in for ``/dev/termination-log``. It writes the pod
-  status back as a kubelet would: ``podIP``, phase Running, ``Ready`` once the
-  worker's ``/healthz`` answers, then Succeeded or Failed with
-  ``containerStatuses[0].state.terminated`` (exitCode, reason, and the summary
-  file's content as the termination message).
+  ``--summary-file`` standing in for ``/dev/termination-log``. Its output goes,
+  line-stamped, to ``log_dir/<pod>.log``. It writes the pod status back as a
+  kubelet would: ``podIP``, phase Running, ``Ready`` once the worker's
+  ``/healthz`` answers (once: later probe failures are not reported), then
+  Succeeded or Failed with ``containerStatuses[0].state.terminated``
+  (exitCode, reason, and the summary file's content as the termination
+  message). A pod that ends on its own keeps that terminal status.
+
+Deletion, with a Node, is a kubelet's: the API server only marks a scheduled
+pod (``deletionTimestamp``) and waits; the runner SIGTERMs the process, waits
+``deletionGracePeriodSeconds`` (capped by ``grace_period``), SIGKILLs, writes
+the terminated status, then deletes the pod with ``gracePeriodSeconds=0`` (a
+UID precondition guarding against a namesake). Without a Node (the emulator) a
+deleted pod's process is only terminated, after ``grace_period``.
+
+``kubectl logs`` works through the API server: with a Node, the runner serves
+the kubelet's ``GET /containerLogs/{namespace}/{pod}/{container}`` over HTTPS on
+127.0.0.1 (a self-signed certificate: kube-apiserver checks a kubelet's
+certificate only with ``--kubelet-certificate-authority``, and presents a client
+certificate only with ``--kubelet-client-certificate``; tests/controlplane sets
+neither, so requests are not authenticated and the socket is loopback-only).
+It honours ``follow`` (until the process's output ends), ``tailLines``,
+``sinceSeconds``/``sinceTime`` and ``timestamps`` (by the time each line was
+read from the process), and ``limitBytes``; ``previous`` answers 400, as a
+kubelet does for a container that never restarted.
+
+With ``run_app_pods`` (and a Node), an App's pods (``app.kubernetes.io/managed-by=
+mothership``, not a LoadTest worker) are bound and reported Running and Ready
+at once, as kwok does, without running anything (their images cannot run
+here), so the real ReplicaSet and Deployment controllers count them available
+and the EndpointSlice controller lists them (at addresses in 198.18.0.0/15,
+not loopback, which endpoints refuse; nothing is ever sent there); deleted,
+they are reported terminated (exit 0) and deleted with grace 0.
+
+What no kubelet here does: admission against the node's capacity, resource
+limits, probes after the first Ready, restarts, events, exec or port-forward.
 
 Failures can be injected: :meth:`PodRunner.kill` SIGKILLs a worker (exit 137,
-reason Error, whatever summary it had written), ``image_pull_backoff`` keeps
-chosen indexes Pending with ``ImagePullBackOff`` and never starts them, and
-``oom_kill`` reports a kill as ``OOMKilled``. A pod that disappears (or gets a
-``deletionTimestamp``) has its process terminated. Leaving the ``async with``
-ends every process, SIGTERM first, SIGKILL after a bound.
+reason Error, or ``reason="OOMKilled"``, with whatever summary it had written),
+and ``image_pull_backoff`` keeps chosen indexes Pending with ``ImagePullBackOff``
+and never starts them. A pod that disappears has its process terminated.
+Leaving the ``async with`` ends every process, SIGTERM first, SIGKILL after a
+bound, writes their terminated status and finishes deletions under way, then
+deletes the Node and its Lease; App pods are left bound to the vanished Node
+(kube-controller-manager's pod garbage collector removes such orphans).
 """
 
 from __future__ import annotations
@@ -39,15 +84,19 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import ipaddress
 import itertools
 import logging
 import os
+import platform
 import random
 import signal
 import socket
+import ssl
 import string
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +104,10 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-from mothership.kube import ApiError, Kube
+from mothership import labels as std
+from mothership.kube import KINDS, ApiError, Kind, Kube
 from mothership.loadtests import builders
 from mothership.loadtests.status import INDEX_KEY, pod_index
 
@@ -64,6 +115,19 @@ log = logging.getLogger(__name__)
 
 WORKER_PORT = builders.WORKER_PORT
 TERMINATION_MESSAGE_LIMIT = 4096
+
+NODE = Kind("v1", "Node", "nodes", namespaced=False)
+"""Not in ``mothership.kube.KINDS`` on purpose: that table is what the operator may touch (RBAC)."""
+LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases")
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+LEASE_SECONDS = 40
+"""A kubelet's ``nodeLeaseDurationSeconds``; it renews every quarter of it (10 s)."""
+APP_POD_SELECTOR = f"{std.MANAGED_BY}={std.MANAGER}"
+APP_POD_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+"""App pods' IPs: the benchmarking range (RFC 2544); nothing listens there and nothing is sent there.
+Not loopback: the EndpointSlice controller refuses loopback endpoints (workers have them: no Service
+selects a worker)."""
+_app_addresses = itertools.count(random.randrange(1, 2**16))
 
 _addresses = itertools.count(random.randrange(0, 200 * 254))
 
@@ -100,8 +164,28 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _micro_now() -> str:
+    """A MicroTime (Lease ``renewTime``)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _rfc3339nano(at: float) -> str:
+    """A log line's timestamp as a kubelet prints it (``--timestamps``)."""
+    moment = datetime.datetime.fromtimestamp(at, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+
+
 def _suffix() -> str:
     return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+
+
+def node_name_for(namespace: str) -> str:
+    """``podrunner-<namespace>``, cut to 63 characters: it is also the ``kubernetes.io/hostname`` label."""
+    return f"podrunner-{namespace}"[:63].rstrip("-.")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
 
 
 @dataclass
@@ -113,12 +197,21 @@ class RunningPod:
     index: int
     address: str
     workdir: Path
+    uid: str = ""
     process: asyncio.subprocess.Process | None = None
     watcher: asyncio.Task[None] | None = None
     killed_as: str | None = None
     """The termination reason to report when the test killed it (Error, OOMKilled)."""
     ended: bool = False
     terminating: asyncio.Task[None] | None = None
+    log: Path | None = None
+    """The container's output, as read from the process (``log_dir/<pod>.log``)."""
+    log_start: int = 0
+    """Where this container's output starts in ``log``."""
+    stamps: dict[int, float] = field(default_factory=dict)
+    """Offset in ``log`` of each line's start -> when it was read (for ``timestamps``, ``sinceSeconds``)."""
+    pump: asyncio.Task[None] | None = None
+    output_ended: bool = False
 
     @property
     def summary_file(self) -> Path:
@@ -131,36 +224,73 @@ class RunningPod:
 
 @dataclass
 class PodRunner:
-    """Plays the Job controller (optional) and the kubelet for LoadTest worker pods in ``namespace``."""
+    """Plays the Job controller (optional), the scheduler and the kubelet for the pods of ``namespace``."""
 
     kube: Kube
     namespace: str
     job_controller: bool = True
     """Create the pods of Indexed Jobs; False where a real Job controller does that."""
+    node: bool | None = None
+    """Register a Node, bind pods to it and delete them as a kubelet does; needs a real API server.
+    None: when ``job_controller`` is False (the emulator has no nodes and no bindings)."""
+    run_app_pods: bool = False
+    """Also bind Apps' pods and report them Running and Ready without running them (needs ``node``)."""
     image_pull_backoff: set[int] = field(default_factory=set)
     """Worker indexes whose pods stay Pending with ImagePullBackOff and never run."""
     interval: float = 0.1
     """Seconds between listings of Jobs and pods."""
     grace_period: float = 2.0
-    """Seconds between SIGTERM and SIGKILL for a deleted pod (terminationGracePeriodSeconds)."""
+    """The most seconds between SIGTERM and SIGKILL for a deleted pod (its own grace period, if shorter)."""
+    heartbeat: float = 10.0
+    """Seconds between renewals of the node's Lease and Ready heartbeat (a kubelet's)."""
+    capacity: dict[str, str] = field(default_factory=lambda: {"cpu": "64", "memory": "256Gi", "pods": "250"})
+    """The Node's capacity and allocatable: generous, since nothing here admits against it."""
     log_dir: Path | None = None
     """Where each worker's stdout/stderr goes (``<pod>.log``); a temporary directory by default."""
+    node_name: str = ""
+    """The Node's name; ``podrunner-<namespace>`` by default."""
     pods: dict[str, RunningPod] = field(default_factory=dict)
     """Pods this runner started, by name."""
+    app_pods: dict[str, str] = field(default_factory=dict)
+    """App pods reported running, by name -> their pod IP."""
     jobs_seen: set[str] = field(default_factory=set)
+    kubelet_port: int = 0
+    """The port of the kubelet API (container logs) on 127.0.0.1, with a Node."""
     _task: asyncio.Task[None] | None = None
+    _heartbeat_task: asyncio.Task[None] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     _session: aiohttp.ClientSession | None = None
+    _web: web.AppRunner | None = None
     _failed_images: set[str] = field(default_factory=set)
+    _deleting: set[str] = field(default_factory=set)
+    """UIDs of pods this runner is ending or has deleted."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _output: asyncio.Condition | None = None
+    _registered_at: str = ""
+    _registered: bool = False
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> PodRunner:
+        if self.node is None:
+            self.node = not self.job_controller
+        if self.run_app_pods and not self.node:
+            raise ValueError("run_app_pods needs node=True: App pods are bound to the runner's Node")
         self._tmp = tempfile.TemporaryDirectory(prefix="podrunner-")
         if self.log_dir is None:
             self.log_dir = Path(self._tmp.name) / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._output = asyncio.Condition()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+        try:
+            if self.node:
+                self.node_name = self.node_name or node_name_for(self.namespace)
+                await self._serve_kubelet_api()
+                await self._register()
+                self._heartbeat_task = asyncio.create_task(self._beat(), name=f"node {self.node_name}")
+        except BaseException:
+            await self.close()
+            raise
         self._task = asyncio.create_task(self._loop(), name=f"podrunner {self.namespace}")
         return self
 
@@ -169,19 +299,35 @@ class PodRunner:
         await self.close()
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop playing controllers and end every process: SIGTERM, then SIGKILL after ``timeout``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        """Stop playing controllers and end every process: SIGTERM, then SIGKILL after ``timeout``.
+
+        Each ended pod's terminated status is still written; the Node and its Lease are deleted.
+        """
+        for task in (self._task, self._heartbeat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._heartbeat_task = None
         await asyncio.gather(*(self._terminate(p, timeout) for p in self.pods.values()))
         for p in self.pods.values():
-            for task in (p.watcher, p.terminating):
+            for task in (p.watcher, p.pump):  # the terminated status, the last of the output
                 if task is not None:
-                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                        await asyncio.wait_for(task, timeout=timeout)
+        ending = [t for t in (*(p.terminating for p in self.pods.values()), *self._tasks) if t is not None]
+        for task in ending:  # a deletion under way still ends with its delete (grace 0)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=timeout)
+        if self._registered:
+            with contextlib.suppress(ApiError):
+                await self.kube.delete(LEASE, self.node_name, NODE_LEASE_NAMESPACE)
+            with contextlib.suppress(ApiError):
+                await self.kube.delete(NODE, self.node_name)
+            self._registered = False
+        if self._web is not None:
+            await self._web.cleanup()
+            self._web = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -223,7 +369,13 @@ class PodRunner:
             try:
                 if self.job_controller:
                     await self._play_job_controller()
-                await self._play_kubelet()
+                # Worker pods carry the managed-by label too: one listing serves both kinds of pod.
+                selector = APP_POD_SELECTOR if self.run_app_pods else builders.LOADTEST_LABEL
+                pods = await self.kube.list("Pod", self.namespace, label_selector=selector)
+                worker = [builders.LOADTEST_LABEL in (p["metadata"].get("labels") or {}) for p in pods]
+                await self._play_kubelet([p for p, w in zip(pods, worker, strict=True) if w])
+                if self.run_app_pods:
+                    await self._play_app_kubelet([p for p, w in zip(pods, worker, strict=True) if not w])
             except ApiError as exc:
                 log.warning("pod runner: %s", exc)
             await asyncio.sleep(self.interval)
@@ -297,15 +449,18 @@ class PodRunner:
             with contextlib.suppress(ApiError):
                 await self.kube.patch_status("Job", job["metadata"]["name"], self.namespace, status)
 
-    async def _play_kubelet(self) -> None:
-        pods = await self.kube.list("Pod", self.namespace, label_selector=builders.LOADTEST_LABEL)
+    async def _play_kubelet(self, pods: list[dict[str, Any]]) -> None:
         present = set()
         for pod in pods:
             meta = pod["metadata"]
             name = meta["name"]
+            if self.node and not await self._mine(pod):
+                continue
             present.add(name)
             if meta.get("deletionTimestamp"):
-                if name in self.pods:
+                if self.node:
+                    self._end_deleted(pod)
+                elif name in self.pods:
                     self._kill_soon(self.pods[name])
                 continue
             if name in self.pods or name in self._failed_images:
@@ -323,7 +478,7 @@ class PodRunner:
                 self._kill_soon(p)
 
     def _kill_soon(self, p: RunningPod) -> None:
-        """What a kubelet does to a deleted pod: SIGTERM, then SIGKILL after the grace period."""
+        """A pod gone from the API (or deleted, without a Node): SIGTERM, SIGKILL after the grace period."""
         if p.terminating is None:
             p.terminating = asyncio.create_task(self._terminate(p, self.grace_period),
                                                 name=f"kubelet kill {p.name}")
@@ -342,6 +497,354 @@ class PodRunner:
                                       "message": f'Back-off pulling image "{image}"'}},
             }],
         })
+
+    # --- the Node: registration, heartbeat, scheduling, deletion ------------------------
+
+    def _node_conditions(self) -> list[dict[str, Any]]:
+        now = _now()
+        since = self._registered_at or now
+
+        def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+            return {"type": type_, "status": status, "reason": reason, "message": message,
+                    "lastHeartbeatTime": now, "lastTransitionTime": since}
+
+        return [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                      "kubelet has sufficient memory available"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID",
+                      "kubelet has sufficient PID available"),
+            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ]
+
+    async def _register(self) -> None:
+        """Create the Node, as a kubelet registers (the API server keeps the status of a created Node)."""
+        self._registered_at = _now()
+        machine = platform.machine().lower()
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": {
+                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch}},
+            "spec": {},
+            "status": {
+                "capacity": dict(self.capacity), "allocatable": dict(self.capacity),
+                "conditions": self._node_conditions(),
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+                "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "",
+                             "kernelVersion": platform.release(), "osImage": "tests/podrunner.py",
+                             "containerRuntimeVersion": "podrunner://local-processes",
+                             "kubeletVersion": "", "kubeProxyVersion": "",
+                             "operatingSystem": "linux", "architecture": arch},
+            },
+        }
+        created = await self.kube.request("create", NODE, body=node)
+        self._registered = True
+        await self._renew_lease(created["metadata"]["uid"])
+
+    async def _renew_lease(self, node_uid: str | None = None) -> None:
+        """Renew ``kube-node-lease/<node>`` (create it the first time, owned by the Node as a kubelet's)."""
+        try:
+            await self.kube.patch(LEASE, self.node_name, NODE_LEASE_NAMESPACE,
+                                  {"spec": {"renewTime": _micro_now()}})
+            return
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        if node_uid is None:
+            node_uid = ((await self.kube.get(NODE, self.node_name) or {}).get("metadata") or {}).get("uid")
+        meta: dict[str, Any] = {"name": self.node_name, "namespace": NODE_LEASE_NAMESPACE}
+        if node_uid:
+            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
+                                        "uid": node_uid}]
+        await self.kube.request("create", LEASE, namespace=NODE_LEASE_NAMESPACE, body={
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+            "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_SECONDS,
+                     "renewTime": _micro_now()}})
+
+    async def _beat(self) -> None:
+        """Every ``heartbeat`` seconds: renew the Lease and the Ready condition's heartbeat."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._renew_lease()
+                try:
+                    await self.kube.patch(NODE, self.node_name, None,
+                                          {"status": {"conditions": self._node_conditions()}},
+                                          subresource="status")
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    log.warning("pod runner: node %s was deleted; registering again", self.node_name)
+                    await self._register()
+            except ApiError as exc:
+                log.warning("pod runner: heartbeat: %s", exc)
+
+    async def _mine(self, pod: dict[str, Any]) -> bool:
+        """Whether ``pod`` is on this runner's Node, binding it there if it is on none (the scheduler)."""
+        bound = (pod.get("spec") or {}).get("nodeName")
+        if bound:
+            return bool(bound == self.node_name)
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            return False  # the API server deletes an unscheduled pod at once
+        try:
+            await self.kube.request("create", KINDS["Pod"], namespace=self.namespace, name=meta["name"],
+                                    subresource="binding", body={
+                                        "apiVersion": "v1", "kind": "Binding",
+                                        "metadata": {"name": meta["name"], "namespace": self.namespace,
+                                                     "uid": meta.get("uid")},
+                                        "target": {"apiVersion": "v1", "kind": "Node",
+                                                   "name": self.node_name}})
+        except ApiError as exc:
+            if exc.status in (404, 409):  # gone, or bound meanwhile: the next listing tells
+                return False
+            raise
+        pod["spec"]["nodeName"] = self.node_name
+        return True
+
+    def _end_deleted(self, pod: Mapping[str, Any]) -> None:
+        """A pod on this Node got a ``deletionTimestamp``: end it as a kubelet does, once."""
+        uid = pod["metadata"].get("uid", "")
+        if uid in self._deleting:
+            return
+        self._deleting.add(uid)
+        p = self.pods.get(pod["metadata"]["name"])
+        task = asyncio.create_task(self._end(pod, p), name=f"kubelet delete {pod['metadata']['name']}")
+        if p is not None and p.terminating is None:
+            p.terminating = task
+        else:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _grace(self, pod: Mapping[str, Any]) -> float:
+        seconds = pod["metadata"].get("deletionGracePeriodSeconds")
+        if seconds is None:
+            seconds = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return max(0.0, min(float(seconds), self.grace_period))
+
+    async def _end(self, pod: Mapping[str, Any], p: RunningPod | None) -> None:
+        """SIGTERM, SIGKILL after the grace period, the terminated status, then delete with grace 0."""
+        meta = pod["metadata"]
+        name = meta["name"]
+        try:
+            if p is not None:
+                await self._terminate(p, self._grace(pod))
+                if p.watcher is not None:  # it writes the terminated status
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(p.watcher), timeout=10)
+            elif name in self.app_pods:
+                await self._patch(name, self._app_pod_status(pod, self.app_pods[name], terminated=True))
+            await self.kube.request("delete", KINDS["Pod"], namespace=self.namespace, name=name,
+                                    params={"gracePeriodSeconds": "0"},
+                                    body={"apiVersion": "v1", "kind": "DeleteOptions",
+                                          "gracePeriodSeconds": 0, "preconditions": {"uid": meta.get("uid")}})
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # gone already, or a namesake
+                log.warning("pod runner: ending %s: %s", name, exc)
+                self._deleting.discard(meta.get("uid", ""))  # the next listing tries again
+        self.app_pods.pop(name, None)
+
+    # --- App pods (kwok-style: reported, never run) --------------------------------------
+
+    async def _play_app_kubelet(self, pods: list[dict[str, Any]]) -> None:
+        for pod in pods:
+            if not await self._mine(pod):
+                continue
+            name = pod["metadata"]["name"]
+            if pod["metadata"].get("deletionTimestamp"):
+                self._end_deleted(pod)
+            elif name not in self.app_pods:
+                address = str(APP_POD_NETWORK[next(_app_addresses) % (APP_POD_NETWORK.num_addresses - 2) + 1])
+                await self._patch(name, self._app_pod_status(pod, address))
+                self.app_pods[name] = address
+
+    def _app_pod_status(self, pod: Mapping[str, Any], address: str, *,
+                        terminated: bool = False) -> dict[str, Any]:
+        now = _now()
+        started = (pod.get("status") or {}).get("startTime") or now
+        ready = "False" if terminated else "True"
+        statuses = []
+        for c in pod["spec"].get("containers") or []:
+            state: dict[str, Any] = {"running": {"startedAt": started}}
+            if terminated:
+                state = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
+                                        "finishedAt": now}}
+            statuses.append({"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                             "containerID": f"podrunner://{pod['metadata'].get('uid', '')}-{c['name']}",
+                             "ready": not terminated, "restartCount": 0, "started": not terminated,
+                             "state": state})
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if terminated else "Running",
+            "podIP": address, "podIPs": [{"ip": address}], "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}], "startTime": started,
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": started},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+                {"type": "Ready", "status": ready, "lastTransitionTime": now}],
+            "containerStatuses": statuses,
+        }
+        return status
+
+    # --- the kubelet API: container logs -------------------------------------------------
+
+    def _certificate(self, directory: Path) -> tuple[Path, Path]:
+        """A self-signed serving certificate for 127.0.0.1 (nobody verifies it: see the module docstring)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.node_name)])
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName([
+                    x509.DNSName(self.node_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                    critical=False)
+                .sign(key, hashes.SHA256()))
+        cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.TraditionalOpenSSL,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+    async def _serve_kubelet_api(self) -> None:
+        assert self._tmp is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*self._certificate(Path(self._tmp.name)))
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._container_logs)
+        app.router.add_get("/healthz", self._healthz)
+        self._web = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._web.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))  # loopback only: the requests are not authenticated
+        self.kubelet_port = int(sock.getsockname()[1])
+        await web.SockSite(self._web, sock, ssl_context=context).start()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _container_logs(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        q = request.query
+        if namespace != self.namespace or (name not in self.pods and name not in self.app_pods
+                                           and name not in self._failed_images):
+            return web.Response(status=404, text=f'pod "{namespace}/{name}" does not exist\n')
+        if _truthy(q.get("previous")):
+            return web.Response(status=400, text=(
+                f'previous terminated container "{container}" in pod "{name}" not found\n'))
+        p = self.pods.get(name)
+        if name in self._failed_images or (name not in self.app_pods and (p is None or p.log is None)):
+            return web.Response(status=400, text=(
+                f'container "{container}" in pod "{name}" is waiting to start: trying and failing to pull '
+                'image\n' if name in self._failed_images else
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating\n'))
+        try:
+            tail = int(q["tailLines"]) if "tailLines" in q else None
+            limit = int(q["limitBytes"]) if "limitBytes" in q else None
+            since = time.time() - int(q["sinceSeconds"]) if "sinceSeconds" in q else None
+            if "sinceTime" in q:
+                since = datetime.datetime.fromisoformat(q["sinceTime"]).timestamp()
+        except ValueError as exc:
+            return web.Response(status=400, text=f"{exc}\n")
+        stamped = _truthy(q.get("timestamps"))
+        follow = _truthy(q.get("follow"))
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        if p is None:  # an App's pod: running, silent
+            await response.write_eof()
+            return response
+        sent = 0
+
+        async def send(lines: list[tuple[float, bytes]]) -> bool:
+            """Write ``lines``; False once ``limitBytes`` is reached."""
+            nonlocal sent
+            for at, line in lines:
+                if since is not None and at < since:
+                    continue
+                chunk = (_rfc3339nano(at).encode() + b" " if stamped else b"") + line
+                if limit is not None:
+                    chunk = chunk[:limit - sent]
+                await response.write(chunk)
+                sent += len(chunk)
+                if limit is not None and sent >= limit:
+                    return False
+            return True
+
+        try:
+            ended = p.output_ended
+            lines, offset = self._log_lines(p, p.log_start)
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            more = await send(lines)
+            while follow and more and not ended:
+                assert self._output is not None
+                async with self._output:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._output.wait(), timeout=1.0)
+                ended = p.output_ended
+                lines, offset = self._log_lines(p, offset)
+                more = await send(lines)
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the reader went away, or the runner is closing
+        return response
+
+    @staticmethod
+    def _log_lines(p: RunningPod, start: int) -> tuple[list[tuple[float, bytes]], int]:
+        """Lines of ``p``'s output from byte ``start`` with when each was read; a last partial line
+        only once the output ended. Returns them and where the next read starts."""
+        assert p.log is not None
+        with p.log.open("rb") as f:
+            f.seek(start)
+            data = f.read()
+        lines: list[tuple[float, bytes]] = []
+        position = 0
+        while position < len(data):
+            end = data.find(b"\n", position)
+            if end == -1:
+                if not p.output_ended:
+                    break
+                end = len(data) - 1
+            lines.append((p.stamps.get(start + position, time.time()), data[position:end + 1]))
+            position = end + 1
+        return lines, start + position
+
+    async def _pump(self, p: RunningPod, stream: asyncio.StreamReader) -> None:
+        """Copy the process's output to its log file, noting when each line began."""
+        assert p.log is not None and self._output is not None
+        offset = p.log_start
+        line_start = True
+        try:
+            with p.log.open("ab") as out:
+                while chunk := await stream.read(65536):
+                    now = time.time()
+                    if line_start:
+                        p.stamps[offset] = now
+                    newline = chunk.find(b"\n")
+                    while newline != -1 and newline + 1 < len(chunk):
+                        p.stamps[offset + newline + 1] = now
+                        newline = chunk.find(b"\n", newline + 1)
+                    line_start = chunk.endswith(b"\n")
+                    out.write(chunk)
+                    out.flush()
+                    offset += len(chunk)
+                    async with self._output:
+                        self._output.notify_all()
+        finally:
+            p.output_ended = True
+            async with self._output:
+                self._output.notify_all()
 
     # --- running one pod -----------------------------------------------------------------
 
@@ -397,6 +900,19 @@ class PodRunner:
                 out.append(arg)
         return out
 
+    @staticmethod
+    def _conditions(started: str, ready: str, since: str,
+                    reason: str | None = None) -> list[dict[str, Any]]:
+        """A pod's conditions: scheduled and initialized at ``started``; ``ready`` since ``since``."""
+        last = [{"type": "ContainersReady", "status": ready, "lastTransitionTime": since},
+                {"type": "Ready", "status": ready, "lastTransitionTime": since}]
+        if reason:
+            for c in last:
+                c["reason"] = reason
+        return [{"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": started},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started}, *last]
+
     async def _start(self, pod: Mapping[str, Any], index: int) -> None:
         assert self._tmp is not None and self.log_dir is not None
         name = pod["metadata"]["name"]
@@ -407,7 +923,7 @@ class PodRunner:
         except NotYet:
             return  # retried on the next listing
         p = RunningPod(namespace=self.namespace, name=name, index=index, address=next_address(),
-                       workdir=workdir)
+                       workdir=workdir, uid=pod["metadata"].get("uid", ""))
         self.pods[name] = p
         container = pod["spec"]["containers"][0]
         args = self._args(container, mounts, p.address, p.summary_file)
@@ -415,28 +931,25 @@ class PodRunner:
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = str(var["value"])
-        out = (self.log_dir / f"{name}.log").open("ab")
         started = _now()
         await self._patch(name, {
             "phase": "Running", "podIP": p.address, "podIPs": [{"ip": p.address}], "hostIP": "127.0.0.1",
-            "startTime": started,
-            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
-                           {"type": "Initialized", "status": "True", "lastTransitionTime": started},
-                           {"type": "ContainersReady", "status": "False", "lastTransitionTime": started},
-                           {"type": "Ready", "status": "False", "lastTransitionTime": started}],
+            "hostIPs": [{"ip": "127.0.0.1"}], "startTime": started,
+            "conditions": self._conditions(started, "False", started),
             "containerStatuses": [{
                 "name": container["name"], "image": container.get("image", ""), "imageID": "",
                 "ready": False, "restartCount": 0, "started": True,
                 "state": {"running": {"startedAt": started}},
             }],
         })
-        try:
-            p.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "mothership", *args, env=env, stdout=out, stderr=out,
-                stdin=asyncio.subprocess.DEVNULL,
-            )
-        finally:
-            out.close()
+        p.log = self.log_dir / f"{name}.log"
+        p.log_start = p.log.stat().st_size if p.log.exists() else 0
+        p.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mothership", *args, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+        )
+        assert p.process.stdout is not None
+        p.pump = asyncio.create_task(self._pump(p, p.process.stdout), name=f"kubelet logs {name}")
         p.watcher = asyncio.create_task(self._watch(p, container, started), name=f"kubelet {name}")
 
     async def _healthy(self, p: RunningPod) -> bool:
@@ -453,15 +966,11 @@ class PodRunner:
         assert p.process is not None
         ready = False
         while p.process.returncode is None:
-            if not ready and await self._healthy(p):
+            if not ready and p.terminating is None and await self._healthy(p):
                 ready = True
                 now = _now()
                 await self._patch(p.name, {
-                    "conditions": [
-                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
-                        {"type": "Initialized", "status": "True", "lastTransitionTime": started},
-                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                        {"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                    "conditions": self._conditions(started, "True", now),
                     "containerStatuses": [{
                         "name": container["name"], "image": container.get("image", ""), "imageID": "",
                         "ready": True, "restartCount": 0, "started": True,
@@ -484,13 +993,7 @@ class PodRunner:
         p.ended = True
         await self._patch(p.name, {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": started},
-                {"type": "ContainersReady", "status": "False", "reason": "PodCompleted",
-                 "lastTransitionTime": finished},
-                {"type": "Ready", "status": "False", "reason": "PodCompleted",
-                 "lastTransitionTime": finished}],
+            "conditions": self._conditions(started, "False", finished, "PodCompleted"),
             "containerStatuses": [{
                 "name": container["name"], "image": container.get("image", ""), "imageID": "",
                 "ready": False, "restartCount": 0, "started": False,
