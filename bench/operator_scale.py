@@ -141,14 +141,19 @@ def tail(path: Path, size: int = 3000) -> str:
 
 
 def start_emulator(tmp: Path, timeout: float = 60) -> tuple[subprocess.Popen[bytes], Path]:
-    kubeconfig = tmp / "kubeconfig.yaml"
+    kubeconfig, log = tmp / "kubeconfig.yaml", tmp / "emulator.log"
     proc = subprocess.Popen([sys.executable, "-m", "tests.kubeemu", "--kubeconfig", str(kubeconfig)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"))
     assert proc.stdout is not None
     # The URL: the kubeconfig is written before it is printed.
     if not select.select([proc.stdout], [], [], timeout)[0] or not proc.stdout.readline():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=2)  # an EOF on its stdout: it is exiting
+        how = f"exited with {proc.returncode}" if proc.poll() is not None else f"not up in {timeout:g} s"
         proc.kill()
-        raise BenchError(f"the API emulator did not start within {timeout:.0f} s")
+        proc.wait(timeout=10)
+        raise BenchError(f"the API emulator (python -m tests.kubeemu) {how}; --controlplane and "
+                         f"--kubeconfig need none:\n{tail(log, 1000)}")
     return proc, kubeconfig
 
 
