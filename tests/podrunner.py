@@ -1,81 +1,41 @@
 """A stand-in kubelet (and scheduler): run a LoadTest's worker pods as local processes.
 
-See docs/design.md, "A real control plane".
+Why: the control plane of ``tests/controlplane`` (kube-apiserver and
+kube-controller-manager) has no nodes and no kube-scheduler, so the Job
+controller's pods would stay Pending forever. See docs/design.md, "A real
+control plane".
 
-Why this exists: the API emulator has no Job controller, no scheduler and no
-kubelet; the real control plane of ``tests/controlplane`` has the Job,
-ReplicaSet and node lifecycle controllers but no nodes and no scheduler, so
-nothing would ever run a pod. :class:`PodRunner` plays what is missing, against
-any API server the ``mothership.kube.Kube`` client can reach:
+What :class:`PodRunner` plays, for the pods of one namespace:
 
-- the Job controller (switchable: ``job_controller=False`` when a real one
-  exists): for each Indexed Job labelled ``mothership.dev/loadtest``, create
-  pod ``<job>-<index>-<suffix>`` per index from the pod template, with the
-  ``batch.kubernetes.io/job-completion-index`` annotation and label,
-  ``JOB_COMPLETION_INDEX`` in the container's env and an ownerReference to the
-  Job (so deleting the Job garbage-collects the pods); it also keeps the Job's
-  ``status`` counts;
-- a Node, on a real API server (``node``; by default when ``job_controller`` is
-  False, since the emulator has no nodes): it registers Node
-  ``podrunner-<namespace>`` (Ready, InternalIP 127.0.0.1, generous capacity,
-  ``daemonEndpoints.kubeletEndpoint.Port`` = its log server), renews the
-  node's Lease in ``kube-node-lease`` and the Ready heartbeat every
-  ``heartbeat`` seconds (10, a kubelet's rhythm) so the node lifecycle
-  controller neither taints nor evicts, and deletes both on close;
-- the scheduler, for its own pods only: a pod of ``namespace`` labelled
-  ``mothership.dev/loadtest`` (and, with ``run_app_pods``, an App's pod) that
-  has no ``spec.nodeName`` is bound to the runner's Node through the
-  ``pods/binding`` subresource; pods bound to another node are left alone;
-- the kubelet: for each such pod, materialise its plan ConfigMap and token
-  Secret into a temporary directory and start ``sys.executable -m mothership``
-  with the container's args, except ``--listen 127.a.b.c:9090`` (a distinct
-  loopback address per pod: all of 127.0.0.0/8 routes to ``lo`` on Linux, so
-  every pod keeps the worker port), the plan and token files, and a temporary
-  ``--summary-file`` standing in for ``/dev/termination-log``. Its output goes,
-  line-stamped, to ``log_dir/<pod>.log``. It writes the pod status back as a
-  kubelet would: ``podIP``, phase Running, ``Ready`` once the worker's
-  ``/healthz`` answers (once: later probe failures are not reported), then
-  Succeeded or Failed with ``containerStatuses[0].state.terminated``
-  (exitCode, reason, and the summary file's content as the termination
-  message). A pod that ends on its own keeps that terminal status.
-
-Deletion, with a Node, is a kubelet's: the API server only marks a scheduled
-pod (``deletionTimestamp``) and waits; the runner SIGTERMs the process, waits
-``deletionGracePeriodSeconds`` (capped by ``grace_period``), SIGKILLs, writes
-the terminated status, then deletes the pod with ``gracePeriodSeconds=0`` (a
-UID precondition guarding against a namesake). Without a Node (the emulator) a
-deleted pod's process is only terminated, after ``grace_period``.
-
-``kubectl logs`` works through the API server: with a Node, the runner serves
-the kubelet's ``GET /containerLogs/{namespace}/{pod}/{container}`` over HTTPS on
-127.0.0.1 (a self-signed certificate: kube-apiserver checks a kubelet's
-certificate only with ``--kubelet-certificate-authority``, and presents a client
-certificate only with ``--kubelet-client-certificate``; tests/controlplane sets
-neither, so requests are not authenticated and the socket is loopback-only).
-It honours ``follow`` (until the process's output ends), ``tailLines``,
-``sinceSeconds``/``sinceTime`` and ``timestamps`` (by the time each line was
-read from the process), and ``limitBytes``; ``previous`` answers 400, as a
-kubelet does for a container that never restarted.
-
-With ``run_app_pods`` (and a Node), an App's pods (``app.kubernetes.io/managed-by=
-mothership``, not a LoadTest worker) are bound and reported Running and Ready
-at once, as kwok does, without running anything (their images cannot run
-here), so the real ReplicaSet and Deployment controllers count them available
-and the EndpointSlice controller lists them (at addresses in 198.18.0.0/15,
-not loopback, which endpoints refuse; nothing is ever sent there); deleted,
-they are reported terminated (exit 0) and deleted with grace 0.
-
-What no kubelet here does: admission against the node's capacity, resource
-limits, probes after the first Ready, restarts, events, exec or port-forward.
+- a Node, ``podrunner-<namespace>`` (Ready, InternalIP 127.0.0.1), with its
+  Lease in ``kube-node-lease`` and its Ready heartbeat renewed every
+  ``heartbeat`` seconds, so the node lifecycle controller leaves it alone;
+  both are deleted on close;
+- the scheduler, for its own pods only: a worker pod (label
+  ``mothership.dev/loadtest``) without ``spec.nodeName`` is bound to the Node
+  through ``pods/binding``; pods on other nodes are left alone;
+- the kubelet: it writes the plan ConfigMap and token Secret to a temporary
+  directory and runs ``sys.executable -m mothership`` with the container's
+  args, listening on a loopback address of its own (127.x.y.z, port 9090), its
+  output in ``log_dir/<pod>.log``. It reports Running, then
+  Ready once ``/healthz`` answers, then Succeeded or Failed with the exit code,
+  reason and the ``--summary-file`` as the termination message;
+- graceful deletion: a deleted pod's process gets SIGTERM, SIGKILL after its
+  grace period (capped by ``grace_period``), its terminated status, then a
+  delete with grace 0; a pod that vanishes has its process ended;
+- the kubelet API for ``kubectl logs``: ``/containerLogs`` over HTTPS on
+  127.0.0.1 (self-signed; the API server does not verify it), with ``follow``,
+  ``tailLines``, ``sinceSeconds``/``sinceTime``, ``timestamps`` and
+  ``limitBytes``;
+- with ``run_app_pods``, an App's pods are bound and reported Running and Ready
+  (at addresses in 198.18.0.0/15) without running anything, as kwok does.
 
 Failures can be injected: :meth:`PodRunner.kill` SIGKILLs a worker (exit 137,
-reason Error, or ``reason="OOMKilled"``, with whatever summary it had written),
-and ``image_pull_backoff`` keeps chosen indexes Pending with ``ImagePullBackOff``
-and never starts them. A pod that disappears has its process terminated.
-Leaving the ``async with`` ends every process, SIGTERM first, SIGKILL after a
-bound, writes their terminated status and finishes deletions under way, then
-deletes the Node and its Lease; App pods are left bound to the vanished Node
-(kube-controller-manager's pod garbage collector removes such orphans).
+reason Error or OOMKilled), and ``image_pull_backoff`` keeps chosen indexes
+Pending with ``ImagePullBackOff``.
+
+What it does not do: resource accounting or admission against the Node's
+capacity, probes after the first Ready, restarts, events, exec or port-forward.
 """
 
 from __future__ import annotations
@@ -93,7 +53,6 @@ import random
 import signal
 import socket
 import ssl
-import string
 import sys
 import tempfile
 import time
@@ -109,7 +68,7 @@ from aiohttp import web
 from mothership import labels as std
 from mothership.kube import KINDS, ApiError, Kind, Kube
 from mothership.loadtests import builders
-from mothership.loadtests.status import INDEX_KEY, pod_index
+from mothership.loadtests.status import pod_index
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +134,6 @@ def _rfc3339nano(at: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
 
 
-def _suffix() -> str:
-    return "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-
-
 def node_name_for(namespace: str) -> str:
     """``podrunner-<namespace>``, cut to 63 characters: it is also the ``kubernetes.io/hostname`` label."""
     return f"podrunner-{namespace}"[:63].rstrip("-.")
@@ -224,21 +179,16 @@ class RunningPod:
 
 @dataclass
 class PodRunner:
-    """Plays the Job controller (optional), the scheduler and the kubelet for the pods of ``namespace``."""
+    """Plays a Node's kubelet, and the scheduler for its own pods, for the pods of ``namespace``."""
 
     kube: Kube
     namespace: str
-    job_controller: bool = True
-    """Create the pods of Indexed Jobs; False where a real Job controller does that."""
-    node: bool | None = None
-    """Register a Node, bind pods to it and delete them as a kubelet does; needs a real API server.
-    None: when ``job_controller`` is False (the emulator has no nodes and no bindings)."""
     run_app_pods: bool = False
-    """Also bind Apps' pods and report them Running and Ready without running them (needs ``node``)."""
+    """Also bind Apps' pods and report them Running and Ready without running them."""
     image_pull_backoff: set[int] = field(default_factory=set)
     """Worker indexes whose pods stay Pending with ImagePullBackOff and never run."""
     interval: float = 0.1
-    """Seconds between listings of Jobs and pods."""
+    """Seconds between listings of pods."""
     grace_period: float = 2.0
     """The most seconds between SIGTERM and SIGKILL for a deleted pod (its own grace period, if shorter)."""
     heartbeat: float = 10.0
@@ -253,9 +203,8 @@ class PodRunner:
     """Pods this runner started, by name."""
     app_pods: dict[str, str] = field(default_factory=dict)
     """App pods reported running, by name -> their pod IP."""
-    jobs_seen: set[str] = field(default_factory=set)
     kubelet_port: int = 0
-    """The port of the kubelet API (container logs) on 127.0.0.1, with a Node."""
+    """The port of the kubelet API (container logs) on 127.0.0.1."""
     _task: asyncio.Task[None] | None = None
     _heartbeat_task: asyncio.Task[None] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -272,10 +221,6 @@ class PodRunner:
     # --- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> PodRunner:
-        if self.node is None:
-            self.node = not self.job_controller
-        if self.run_app_pods and not self.node:
-            raise ValueError("run_app_pods needs node=True: App pods are bound to the runner's Node")
         self._tmp = tempfile.TemporaryDirectory(prefix="podrunner-")
         if self.log_dir is None:
             self.log_dir = Path(self._tmp.name) / "logs"
@@ -283,11 +228,10 @@ class PodRunner:
         self._output = asyncio.Condition()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
         try:
-            if self.node:
-                self.node_name = self.node_name or node_name_for(self.namespace)
-                await self._serve_kubelet_api()
-                await self._register()
-                self._heartbeat_task = asyncio.create_task(self._beat(), name=f"node {self.node_name}")
+            self.node_name = self.node_name or node_name_for(self.namespace)
+            await self._serve_kubelet_api()
+            await self._register()
+            self._heartbeat_task = asyncio.create_task(self._beat(), name=f"node {self.node_name}")
         except BaseException:
             await self.close()
             raise
@@ -299,7 +243,7 @@ class PodRunner:
         await self.close()
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop playing controllers and end every process: SIGTERM, then SIGKILL after ``timeout``.
+        """Stop playing the kubelet and end every process: SIGTERM, then SIGKILL after ``timeout``.
 
         Each ended pod's terminated status is still written; the Node and its Lease are deleted.
         """
@@ -367,8 +311,6 @@ class PodRunner:
     async def _loop(self) -> None:
         while True:
             try:
-                if self.job_controller:
-                    await self._play_job_controller()
                 # Worker pods carry the managed-by label too: one listing serves both kinds of pod.
                 selector = APP_POD_SELECTOR if self.run_app_pods else builders.LOADTEST_LABEL
                 pods = await self.kube.list("Pod", self.namespace, label_selector=selector)
@@ -380,88 +322,16 @@ class PodRunner:
                 log.warning("pod runner: %s", exc)
             await asyncio.sleep(self.interval)
 
-    async def _play_job_controller(self) -> None:
-        jobs = await self.kube.list("Job", self.namespace, label_selector=builders.LOADTEST_LABEL)
-        pods = await self.kube.list("Pod", self.namespace, label_selector=builders.LOADTEST_LABEL)
-        by_job: dict[str, list[Mapping[str, Any]]] = {}
-        for pod in pods:
-            for ref in pod["metadata"].get("ownerReferences") or []:
-                if ref.get("kind") == "Job":
-                    by_job.setdefault(ref["name"], []).append(pod)
-        for job in jobs:
-            meta = job["metadata"]
-            if meta.get("deletionTimestamp"):
-                continue
-            name = meta["name"]
-            if name not in self.jobs_seen:
-                self.jobs_seen.add(name)
-                spec = job["spec"]
-                for index in range(int(spec.get("completions") or 1)):
-                    await self.kube.create(self._pod_for(job, index))
-            await self._job_status(job, by_job.get(name, []))
-
-    def _pod_for(self, job: Mapping[str, Any], index: int) -> dict[str, Any]:
-        """What the Job controller creates for ``index`` of an Indexed Job."""
-        meta = job["metadata"]
-        template = job["spec"]["template"]
-        spec = dict(template.get("spec") or {})
-        containers = []
-        for c in spec.get("containers") or []:
-            c = dict(c)
-            c["env"] = [*(c.get("env") or []), {"name": "JOB_COMPLETION_INDEX", "value": str(index)}]
-            containers.append(c)
-        spec["containers"] = containers
-        labels = {**(template.get("metadata") or {}).get("labels", {}), INDEX_KEY: str(index),
-                  "batch.kubernetes.io/job-name": meta["name"], "job-name": meta["name"]}
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{meta['name']}-{index}-{_suffix()}",
-                "namespace": meta["namespace"],
-                "labels": labels,
-                "annotations": {INDEX_KEY: str(index)},
-                "ownerReferences": [{
-                    "apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
-                    "controller": True, "blockOwnerDeletion": True,
-                }],
-            },
-            "spec": spec,
-        }
-
-    async def _job_status(self, job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> None:
-        phases = [(p.get("status") or {}).get("phase") for p in pods]
-        active = sum(ph in (None, "Pending", "Running") for ph in phases)
-        succeeded = phases.count("Succeeded")
-        failed = phases.count("Failed")
-        status: dict[str, Any] = {"active": active, "succeeded": succeeded, "failed": failed}
-        completions = int(job["spec"].get("completions") or 1)
-        if succeeded == completions:
-            status["conditions"] = [{"type": "Complete", "status": "True", "lastTransitionTime": _now()}]
-            status["completionTime"] = _now()
-        elif failed:
-            status["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                     "message": "Job has reached the specified backoff limit",
-                                     "lastTransitionTime": _now()}]
-        current = job.get("status") or {}
-        if any(current.get(k) != v for k, v in status.items() if k not in ("conditions", "completionTime")) \
-                or ("conditions" in status) != bool(current.get("conditions")):
-            with contextlib.suppress(ApiError):
-                await self.kube.patch_status("Job", job["metadata"]["name"], self.namespace, status)
-
     async def _play_kubelet(self, pods: list[dict[str, Any]]) -> None:
         present = set()
         for pod in pods:
             meta = pod["metadata"]
             name = meta["name"]
-            if self.node and not await self._mine(pod):
+            if not await self._mine(pod):
                 continue
             present.add(name)
             if meta.get("deletionTimestamp"):
-                if self.node:
-                    self._end_deleted(pod)
-                elif name in self.pods:
-                    self._kill_soon(self.pods[name])
+                self._end_deleted(pod)
                 continue
             if name in self.pods or name in self._failed_images:
                 continue
@@ -478,7 +348,7 @@ class PodRunner:
                 self._kill_soon(p)
 
     def _kill_soon(self, p: RunningPod) -> None:
-        """A pod gone from the API (or deleted, without a Node): SIGTERM, SIGKILL after the grace period."""
+        """A pod gone from the API: SIGTERM, SIGKILL after the grace period."""
         if p.terminating is None:
             p.terminating = asyncio.create_task(self._terminate(p, self.grace_period),
                                                 name=f"kubelet kill {p.name}")

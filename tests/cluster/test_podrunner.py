@@ -57,7 +57,7 @@ async def tenant(api: Kube, namespace: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def runner(cluster: Cluster, namespace: str, tmp_path: Path) -> AsyncIterator[PodRunner]:
-    async with client(cluster) as kube, PodRunner(kube, namespace, job_controller=False, grace_period=10,
+    async with client(cluster) as kube, PodRunner(kube, namespace, grace_period=10,
                                                   run_app_pods=True, log_dir=tmp_path / "workers") as r:
         yield r
 
@@ -132,7 +132,7 @@ async def test_a_worker_pod_is_bound_to_the_runners_ready_node_and_runs(
 async def test_the_node_stays_ready_over_a_lease_renewal_and_goes_with_the_runner(
         cluster: Cluster, namespace: str, tmp_path: Path, until: Until) -> None:
     async with client(cluster) as kube:
-        async with PodRunner(kube, namespace, job_controller=False, log_dir=tmp_path) as runner:
+        async with PodRunner(kube, namespace, log_dir=tmp_path) as runner:
             name = runner.node_name
 
             async def renew_time() -> str:

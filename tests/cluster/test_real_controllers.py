@@ -72,8 +72,7 @@ async def _ready(api: Kube, name: str) -> bool:
 
 @pytest.fixture
 async def runner(cluster: Cluster, api: Kube, namespace: str, tmp_path: Path) -> Any:
-    async with client(cluster) as kube, PodRunner(kube, namespace, job_controller=False,
-                                                  log_dir=tmp_path / "workers") as r:
+    async with client(cluster) as kube, PodRunner(kube, namespace, log_dir=tmp_path / "workers") as r:
         yield r
 
 
