@@ -143,6 +143,6 @@ async def serve_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]
             await task
 
 
-# `controlplane`: the real control plane (tests/controlplane); `cluster`, `api`, `namespace`: the
-# operator on it (tests/realcluster.py); `kube`: the API emulator (tests/kubeemu/fixtures.py).
-pytest_plugins = ["tests.kubeemu.fixtures", "tests.controlplane.fixtures", "tests.realcluster"]
+# `controlplane` and `apiserver`: the real control plane (tests/controlplane); `cluster`, `api`,
+# `namespace`: the operator on it (tests/realcluster.py).
+pytest_plugins = ["tests.controlplane.fixtures", "tests.realcluster"]

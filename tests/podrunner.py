@@ -56,7 +56,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -891,7 +891,3 @@ class PodRunner:
                 process.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), timeout=2.0)
-
-
-def indexes(pods: Iterable[RunningPod]) -> list[int]:
-    return sorted(p.index for p in pods)

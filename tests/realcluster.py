@@ -67,6 +67,17 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             yield c
 
 
+@pytest.fixture
+def no_nodes(cluster: Cluster) -> None:
+    """Skip unless no kubelet runs pods here: the test plays the kubelet (the built control plane).
+
+    On a cluster with nodes (kind), a real kubelet writes pod status and runs worker pods
+    in containers that cannot reach a demo target on this machine's loopback.
+    """
+    if cluster.controlplane is None:
+        pytest.skip("plays the kubelet: needs the built control plane, whose cluster has no nodes")
+
+
 @pytest.fixture(autouse=True)
 def _kubeconfig(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Kube.connect()`` and ``mothership`` subprocesses in these tests reach the same API server."""

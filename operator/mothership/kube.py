@@ -8,7 +8,7 @@ We still borrow the ``kubernetes`` package's *config loader*, exactly as kopf's
 ``login_via_client`` does (in-cluster first, then ``$KUBECONFIG``), so kopf and
 this client always talk to the same server with the same credentials: bearer
 token (refreshed through the loader's hook), client certificates, a CA bundle,
-or plain ``http://`` for the test emulator.
+or plain ``http://``.
 
 Every request goes through :meth:`Kube.request`, which knows the RBAC triple
 it exercises (verb, API group, resource[/subresource]) and counts it in

@@ -7,9 +7,10 @@ are checked against it, so neither can drift:
   (``python -m mothership.rbac`` writes ``helm/mothership/files/rbac-rules.yaml``;
   ``tests/helm`` renders the chart and compares its rules with :data:`RULES`
   exactly, and fails when the generated file is stale);
-- the operator's end-to-end tests assert that every call in the API emulator's
-  request log is covered by :func:`allows`, so a call the chart would forbid
-  fails in CI rather than in a cluster.
+- the operator's end-to-end tests run it on a real kube-apiserver as its own
+  user, bound to a ClusterRole made from these rules, and read the server's
+  audit log: no request may be refused, and every one must be covered by
+  :func:`allows`, so a rule the chart lacks fails in CI rather than in a cluster.
 
 Where each rule comes from:
 

@@ -1,6 +1,7 @@
 """The generated CRDs: fresh, structural, and every CEL rule alive.
 
-The emulator cannot judge a CRD, so these tests do (docs/design.md, "Unit"): the
+In milliseconds and without an API server, these tests judge the CRDs (docs/design.md, "Unit"); the
+real kube-apiserver judges them again in tests/cluster/test_invalid_manifests.py. The
 YAML in crds/ must equal what `mothership crds` writes now, every schema node
 must be typed, every CEL rule must compile, fire on at least one bad sample in
 tests/data/invalid/ and stay quiet on every example a user is told to apply.

@@ -56,7 +56,8 @@ async def tenant(api: Kube, namespace: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def runner(cluster: Cluster, namespace: str, tmp_path: Path) -> AsyncIterator[PodRunner]:
+async def runner(cluster: Cluster, no_nodes: None, namespace: str,
+                 tmp_path: Path) -> AsyncIterator[PodRunner]:
     async with client(cluster) as kube, PodRunner(kube, namespace, grace_period=10,
                                                   run_app_pods=True, log_dir=tmp_path / "workers") as r:
         yield r

@@ -1,4 +1,4 @@
-"""What only the real admission plugins and controllers show: three failures an emulator hid.
+"""What only the real admission plugins and controllers show: failures our old emulator hid.
 
 Each was seen on a real kube-apiserver with kube-controller-manager while the
 emulator suite was green. They are pinned here, ``xfail(strict=True)``, until
@@ -29,7 +29,7 @@ __all__ = ["demo_target_process", "target"]  # fixtures
 FIXED_BY = ('issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '
             'quota-aware, failure-tolerant"')
 TIMEOUT = 90.0
-"""A real control plane is slower than an emulator: the Job controller, the watch latency."""
+"""Seconds for a LoadTest to run its course here: the Job controller, the pod runner, the watch latency."""
 pinned = pytest.mark.xfail(strict=True, reason=f"fails on the real control plane; {FIXED_BY}")
 
 
@@ -71,7 +71,7 @@ async def _ready(api: Kube, name: str) -> bool:
 
 
 @pytest.fixture
-async def runner(cluster: Cluster, api: Kube, namespace: str, tmp_path: Path) -> Any:
+async def runner(cluster: Cluster, no_nodes: None, api: Kube, namespace: str, tmp_path: Path) -> Any:
     async with client(cluster) as kube, PodRunner(kube, namespace, log_dir=tmp_path / "workers") as r:
         yield r
 

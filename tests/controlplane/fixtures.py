@@ -25,7 +25,8 @@ CRDS = tuple(sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"
 
 def wanted(session: pytest.Session) -> bool:
     """Whether a selected test runs on the control plane (marked so, or asking for the fixture)."""
-    return any(item.get_closest_marker("controlplane") or "controlplane" in getattr(item, "fixturenames", ())
+    return any(item.get_closest_marker("controlplane")
+               or {"controlplane", "apiserver"} & set(getattr(item, "fixturenames", ()))
                for item in session.items)
 
 
@@ -39,15 +40,34 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     binary()
 
 
-@pytest.fixture(scope="session")
-def controlplane(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd, kube-apiserver and kube-controller-manager for this run (see tests/controlplane)."""
+def _require_binary() -> None:
     if binary(build=False) is None and not go_available():
         message = "no Go toolchain: the real control plane (tests/controlplane) cannot be built"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd and kube-apiserver only, with our CRDs: a real API that no controller or operator acts on.
+
+    For tests of a client (``mothership.kube``, ``mothership loadtest wait``) that write
+    status themselves and must not race the operator the ``controlplane`` runs.
+    """
+    _require_binary()
+    cp = ControlPlane.start(tmp_path_factory.mktemp("apiserver"), controller_manager=False, crds=CRDS)
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def controlplane(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager for this run (see tests/controlplane)."""
+    _require_binary()
     # Our CRDs are there before the controllers start, as in a cluster where they are old news.
     cp = ControlPlane.start(tmp_path_factory.mktemp("controlplane"), crds=CRDS)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")

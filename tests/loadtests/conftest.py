@@ -45,7 +45,8 @@ async def tenant_namespace(api: Kube, request: pytest.FixtureRequest) -> AsyncIt
 
 
 @pytest.fixture
-async def pod_runner(cluster: Cluster, tenant_namespace: str, tmp_path: Path) -> AsyncIterator[PodRunner]:
+async def pod_runner(cluster: Cluster, no_nodes: None, tenant_namespace: str,
+                     tmp_path: Path) -> AsyncIterator[PodRunner]:
     """The kubelet for the test's worker pods (the real Job controller creates them)."""
     async with client(cluster) as kube, PodRunner(kube, tenant_namespace,
                                                   log_dir=tmp_path / "workers") as runner:

@@ -1,8 +1,9 @@
-"""``mothership loadtest wait`` and ``results`` against the API emulator: exit codes and key lines.
+"""``mothership loadtest wait`` and ``results`` against a real kube-apiserver: exit codes and key lines.
 
 The status is written by the test (as the operator would), so each exit code
 is checked without running a load test: 0 Passed, 1 Failed, 2 Errored,
-Stopped, missing or timed out.
+Stopped, missing or timed out. The API server is the bare one (``apiserver``):
+no operator there would race the test for the status.
 """
 
 from __future__ import annotations
@@ -10,22 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from mothership.api.loadtest import LoadTestPhase
 from mothership.cli import app
-from mothership.kube import Credentials, Kube
+from mothership.kube import Kube
 from mothership.loadtests import client
-from tests.kubeemu import Emulator
+from tests.controlplane import ControlPlane
+from tests.operator.harness import namespace_name
 
 ROOT = Path(__file__).resolve().parents[2]
-NS = "default"
+NS = ""
+"""The test's own namespace (set by ``api``)."""
 
 SUMMARY = {
     "durationSeconds": 2.0, "requests": 1200, "rps": 600.0, "errors": 3, "errorRate": 0.0025,
@@ -41,18 +43,19 @@ def status(phase: str, **extra: Any) -> dict[str, Any]:
                             "value": 0.0042, "ok": phase != "Failed"}], **extra}
 
 
-@pytest.fixture
-def kubeconfig(kube: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "kubeconfig.yaml"
-    monkeypatch.setenv("KUBECONFIG", str(path))  # read per call by kube.load_credentials
+@pytest.fixture(autouse=True)
+def kubeconfig(apiserver: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))  # read per call by kube.load_credentials
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return path
+    return apiserver.kubeconfig
 
 
 @pytest.fixture
-async def api(kube: Emulator, kubeconfig: Path) -> AsyncIterator[Kube]:
-    async with Kube(Credentials(server=kube.url, authorization="Bearer kubeemu-token")) as k:
-        await k.apply(yaml.safe_load((ROOT / "crds" / "loadtests.mothership.dev.yaml").read_text()))
+async def api(kubeconfig: Path, request: pytest.FixtureRequest) -> AsyncIterator[Kube]:
+    global NS
+    NS = namespace_name("cli-", request.node.name, 40)
+    async with Kube.connect(kubeconfig=str(kubeconfig)) as k:
+        await k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         yield k
 
 
@@ -160,9 +163,3 @@ async def test_results_refuses_an_unknown_output_and_a_missing_test(api: Kube) -
 def test_exit_codes_are_0_passed_1_failed_2_otherwise() -> None:
     assert [client.exit_code(p) for p in LoadTestPhase] == [2, 2, 2, 2, 0, 1, 2, 2]
     assert client.exit_code(None) == 2
-
-
-@pytest.fixture(autouse=True)
-def _kubeconfig_written(kube: Emulator, kubeconfig: Path) -> Iterator[None]:
-    kube.write_kubeconfig(kubeconfig)
-    yield

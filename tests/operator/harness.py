@@ -1,10 +1,11 @@
-"""The e2e harness shared by tests/operator (emulator) and tests/cluster (real API server).
+"""The end-to-end harness: ``mothership operator`` as a subprocess against a real API server.
 
-``Cluster`` is the handle a test gets: where the API is, the operator process and
-its log, its ``/healthz`` and ``/metrics`` port, and (with the emulator) the
-emulator's request log minus the tests' own calls. Manifests helpers build what
-a user would ``kubectl apply``; ``deployment_status`` is what the Deployment
-controller would write, for tests that play it.
+``Cluster`` is the handle a test gets: the kubeconfigs (the tests' admin one, the
+operator's own), the operator process and its log, its ``/healthz`` and
+``/metrics`` port, and on the built control plane its audit log. ``real_cluster``
+sets one up (tests/realcluster.py makes it the session's ``cluster``). Manifest
+helpers build what a user would ``kubectl apply``; ``pod_status`` is what a
+kubelet would write, for tests that play it.
 """
 
 from __future__ import annotations
@@ -29,53 +30,31 @@ from typing import Any, TypeVar
 import yaml
 
 from mothership import rbac
-from mothership.kube import Call, Credentials, Kind, Kube
+from mothership.kube import Call, Kind, Kube
 from tests.controlplane import OPERATOR_USER, ControlPlane
-from tests.kubeemu import Emulator, EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 OPERATOR_NAMESPACE = "mothership-system"
 
-CallKey = tuple[str, str, str, str]
-
 
 @dataclass
 class Cluster:
-    thread: EmulatorThread | None
-    """The emulator's thread; None against a real cluster (tests/cluster)."""
     kubeconfig: Path
+    """The tests' own credentials (cluster admin)."""
     log: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
     client_calls: collections.Counter[Call] = field(default_factory=collections.Counter)
-    """Calls the tests themselves made (subtracted from the emulator's count)."""
+    """Calls the tests themselves made."""
     operator_kubeconfig: Path | None = None
     """The operator's own identity, bound to the chart's ClusterRole; None: it runs as the tests do."""
     controlplane: ControlPlane | None = None
     """The built control plane (its audit log has every request the operator made), if that is the API."""
 
     @property
-    def emulator(self) -> Emulator:
-        assert self.thread is not None, "no emulator: this is a real cluster"
-        return self.thread.emulator
-
-    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def operator_calls(self) -> collections.Counter[CallKey]:
-        """Every request the emulator served, minus the tests' own: what the operator did."""
-
-        async def snapshot() -> collections.Counter[CallKey]:
-            return collections.Counter(self.emulator.calls)
-
-        assert self.thread is not None
-        served: collections.Counter[CallKey] = self.thread.call(snapshot())
-        ours = collections.Counter(
-            {(c.verb, c.group, c.resource, c.subresource): n for c, n in self.client_calls.items()}
-        )
-        return served - ours
 
     def operator_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -173,33 +152,9 @@ def stop_operator(process: subprocess.Popen[bytes]) -> int:
 ClusterT = TypeVar("ClusterT", bound="Cluster")
 
 
-@contextlib.contextmanager
-def emulated_cluster(tmp: Path, kind: type[ClusterT]) -> Iterator[ClusterT]:
-    """The emulator with our CRDs, and ``mothership operator`` running against it as a user runs it."""
-    with EmulatorThread() as thread:
-        kubeconfig = thread.emulator.write_kubeconfig(tmp / "kubeconfig.yaml")
-        c = kind(thread=thread, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port())
-
-        async def setup() -> None:
-            async with client(c) as kube:
-                await apply_crds(kube)
-
-        asyncio.run(setup())
-        c.process = start_operator(c)
-        try:
-            wait_healthy(c)
-            yield c
-        finally:
-            if c.process is not None and c.process.poll() is None:  # a test may have killed it
-                stop_operator(c.process)
-
-
 def client(cluster: Cluster) -> Kube:
-    """An HTTP client for the tests, with its calls counted apart from the operator's."""
-    if cluster.thread is None:
-        kube = Kube.connect(kubeconfig=str(cluster.kubeconfig))
-    else:
-        kube = Kube(Credentials(server=cluster.emulator.url, authorization="Bearer kubeemu-token"))
+    """An HTTP client for the tests, as the cluster's admin, its calls counted apart from the operator's."""
+    kube = Kube.connect(kubeconfig=str(cluster.kubeconfig))
     kube.calls = cluster.client_calls
     return kube
 
@@ -266,7 +221,7 @@ def real_cluster(tmp: Path, kind: type[ClusterT], kubeconfig: Path,
     On the built control plane the operator runs as its own user with exactly the chart's
     ClusterRole, so a call the chart does not allow fails here as it would in a cluster.
     """
-    c = kind(thread=None, kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port(),
+    c = kind(kubeconfig=kubeconfig, log=tmp / "operator.log", port=free_port(),
              controlplane=controlplane)
     if controlplane is not None:
         c.operator_kubeconfig = controlplane.kubeconfig_for("operator")

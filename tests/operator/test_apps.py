@@ -67,7 +67,7 @@ async def test_an_app_gets_a_deployment_and_a_service_owned_by_it(api: Kube, nam
 
 
 async def test_phase_follows_the_pods_from_progressing_to_ready_and_degraded(
-        api: Kube, namespace: str, until: Until) -> None:
+        api: Kube, namespace: str, until: Until, no_nodes: None) -> None:
     await create(api, app("shop", namespace, replicas=2))
 
     async def phase() -> str | None:
@@ -203,7 +203,7 @@ async def test_a_missing_secret_degrades_the_app_with_an_event(api: Kube, namesp
 
 
 async def test_an_image_that_runs_as_root_degrades_the_app(api: Kube, namespace: str,
-                                                           until: Until) -> None:
+                                                           until: Until, no_nodes: None) -> None:
     await create(api, app("shop", namespace))
     await until(lambda: api.get("Deployment", "shop", namespace), timeout=5)
 

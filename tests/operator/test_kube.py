@@ -1,4 +1,4 @@
-"""The operator's API client and error mapping, against the emulator (a fresh cluster per test).
+"""The operator's API client and error mapping, against a real kube-apiserver (a namespace per test).
 
 ``mothership.kube`` is what every handler writes through, so its verbs are
 checked against a server that speaks the real protocol, not against mocks; and
@@ -15,18 +15,26 @@ import pytest
 
 from mothership import errors
 from mothership.kube import KINDS, ApiError, Call, Credentials, Kube, carries, merge_patch
-from tests.kubeemu import Emulator
+from tests.controlplane import ControlPlane
+from tests.operator.harness import namespace_name
+
+NS = ""
+"""The test's own namespace (set by ``client``): every object here lives in it."""
 
 
 @pytest.fixture
-async def client(kube: Emulator) -> AsyncIterator[Kube]:
-    async with Kube(Credentials(server=kube.url, authorization="Bearer kubeemu-token")) as k:
+async def client(apiserver: ControlPlane, request: pytest.FixtureRequest) -> AsyncIterator[Kube]:
+    global NS
+    NS = namespace_name("kube-", request.node.name, 40)
+    async with Kube.connect(kubeconfig=str(apiserver.kubeconfig)) as k:
+        await k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        k.calls.clear()
         yield k
 
 
-def config_map(name: str, namespace: str = "default", **data: str) -> dict[str, Any]:
+def config_map(name: str, namespace: str = "", **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a"}}, "data": data}
+            "metadata": {"name": name, "namespace": namespace or NS, "labels": {"team": "a"}}, "data": data}
 
 
 async def test_apply_creates_then_converges_and_returns_the_stored_object(client: Kube) -> None:
@@ -41,23 +49,23 @@ async def test_apply_creates_then_converges_and_returns_the_stored_object(client
 
 
 async def test_get_of_a_missing_object_is_none(client: Kube) -> None:
-    assert await client.get("ConfigMap", "nope", "default") is None
+    assert await client.get("ConfigMap", "nope", NS) is None
 
 
 async def test_list_filters_by_labels_and_follows_continue(client: Kube) -> None:
     for i in range(5):
         await client.apply(config_map(f"cm-{i}"))
-    await client.apply({**config_map("other"), "metadata": {"name": "other", "namespace": "default",
+    await client.apply({**config_map("other"), "metadata": {"name": "other", "namespace": NS,
                                                            "labels": {"team": "b"}}})
-    found = await client.list("ConfigMap", "default", label_selector={"team": "a"}, page=2)
+    found = await client.list("ConfigMap", NS, label_selector={"team": "a"}, page=2)
     assert sorted(o["metadata"]["name"] for o in found) == [f"cm-{i}" for i in range(5)]
     assert client.calls[Call("list", "", "configmaps")] == 3  # pages of 2, 2 and 1
 
 
 async def test_delete_says_whether_the_object_existed(client: Kube) -> None:
     await client.apply(config_map("doomed"))
-    assert await client.delete("ConfigMap", "doomed", "default") is True
-    assert await client.delete("ConfigMap", "doomed", "default") is False
+    assert await client.delete("ConfigMap", "doomed", NS) is True
+    assert await client.delete("ConfigMap", "doomed", NS) is False
 
 
 async def test_create_of_an_existing_object_is_none_so_retries_are_harmless(client: Kube) -> None:
@@ -85,7 +93,7 @@ async def test_a_child_in_a_missing_namespace_is_a_temporary_error(client: Kube)
 
 
 async def test_an_invalid_object_is_a_permanent_error_naming_the_field(client: Kube) -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Bad_Name", "namespace": "default"},
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Bad_Name", "namespace": NS},
            "spec": {"ports": [{"port": 80}]}}
     with pytest.raises(ApiError) as info:
         await client.apply(bad)

@@ -2,9 +2,9 @@
 
 One experiment per module (``experiment``), about 15 s:
 
-- ``mothership operator`` runs against the API emulator with our CRDs, as in the
-  operator's end-to-end tests; the test creates a Tenant and an App once
-  Prometheus scrapes it, so reconcile counters, durations, managed objects and
+- ``mothership operator`` is the end-to-end tests' own (``cluster``: the real
+  control plane, our CRDs, the operator as its own user); the test creates a
+  Tenant and Apps once Prometheus scrapes it, so reconcile counters, durations, managed objects and
   Apps by phase move while it watches. Job ``mothership-operator``, honouring
   labels as the chart's ServiceMonitor does.
 - A short local load test: the demo target (``mothership demo-target``), two
@@ -16,7 +16,7 @@ One experiment per module (``experiment``), about 15 s:
   ``loadtests.coordination.set_gauges`` on every coordinator update, in this
   process, whose ``mothership.metrics`` registry is served as a second
   operator target: the code path of the operator's LoadTest daemon, without
-  the pods an emulator cannot run.
+  pods and a kubelet.
 
 Then every dashboard expression is evaluated the way Grafana does (a range
 query, ``$__rate_interval`` = 4 x the 1 s scrape interval), and the request
@@ -40,11 +40,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.operator.harness import Cluster, client
+from tests.realcluster import RUN
+
 from .conftest import RATE_INTERVAL, Prometheus, free_port
 from .dashboard import dashboard_expressions, referenced_metrics, variable_queries
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "shop"
+NAMESPACE = f"shop-{RUN}"
+TENANT = f"prom-{RUN}"
 LOADTEST = "checkout"
 TOKEN = "prometheus-test-token"
 ARRIVAL_RATE = 100.0
@@ -151,40 +155,34 @@ def _up(prometheus: Prometheus, job: str, count: int) -> bool:
     return bool(result) and int(float(result[0]["value"][1])) >= count
 
 
-async def _create_objects(server: str) -> None:
-    from mothership.kube import Credentials, Kube
-
-    async with Kube(Credentials(server=server, authorization="Bearer kubeemu-token")) as kube:
-        for path in sorted((ROOT / "crds").glob("*.yaml")):
-            await kube.apply(yaml.safe_load(path.read_text()))
-
-
-async def _create_tenant_and_app(server: str) -> None:
-    from mothership.kube import Credentials, Kube
-
-    async with Kube(Credentials(server=server, authorization="Bearer kubeemu-token")) as kube:
+async def _create_tenant_and_apps(cluster: Cluster) -> None:
+    async with client(cluster) as kube:
         await kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         await kube.apply({"apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant",
-                          "metadata": {"name": "acme"}, "spec": {}})
+                          "metadata": {"name": TENANT}, "spec": {}})
         for name in ("web", "api"):
             await kube.apply({"apiVersion": "mothership.dev/v1alpha1", "kind": "App",
                               "metadata": {"name": name, "namespace": NAMESPACE},
                               "spec": {"image": "ghcr.io/acme/shop:1.0", "replicas": 2}})
-        # A tenant's mistake the CRD's CEL rule refuses in a real cluster, but the emulator (which
-        # does not run CEL) lets through: the operator refuses it, and reconcile errors move.
-        await kube.apply({"apiVersion": "mothership.dev/v1alpha1", "kind": "App",
-                          "metadata": {"name": "broken", "namespace": NAMESPACE},
-                          "spec": {"image": "ghcr.io/acme/shop:1.0",
-                                   "strategy": {"type": "Recreate", "maxSurge": 1}}})
+        # A tenant's mistake only the operator can refuse (a regex CEL cannot compile), so
+        # reconcile errors move too.
+        broken = yaml.safe_load((ROOT / "tests" / "data" / "invalid" / "loadtest"
+                                 / "websocket-pattern-invalid.yaml").read_text())
+        broken["metadata"] = {"name": "broken", "namespace": NAMESPACE}
+        await kube.apply(broken)
 
 
-async def _edit_apps(server: str) -> None:
+async def _edit_apps(cluster: Cluster) -> None:
     """Edits a user would make; each one is a reconcile Prometheus sees as a rate, not a first sample."""
-    from mothership.kube import Credentials, Kube
-
-    async with Kube(Credentials(server=server, authorization="Bearer kubeemu-token")) as kube:
+    async with client(cluster) as kube:
         for name in ("web", "api"):
             await kube.patch("App", name, NAMESPACE, {"spec": {"replicas": 3}})
+
+
+async def _clean_up(cluster: Cluster) -> None:
+    async with client(cluster) as kube:
+        await kube.delete("Tenant", TENANT)
+        await kube.delete("Namespace", NAMESPACE)
 
 
 async def _run_load_test(worker_urls: list[str]) -> Any:
@@ -207,15 +205,15 @@ async def _run_load_test(worker_urls: list[str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def experiment(prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]:
+def experiment(prometheus: Prometheus, cluster: Cluster,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]:
     from prometheus_client import start_http_server
 
     from mothership import metrics
-    from tests.kubeemu import EmulatorThread
 
     workdir = tmp_path_factory.mktemp("experiment")
     processes = Processes(workdir)
-    operator_port, gauges_port = free_port(), free_port()
+    operator_port, gauges_port = cluster.port, free_port()
     worker_ports = [free_port(), free_port()]
     prometheus.set_targets("mothership-operator", [
         {"targets": [f"127.0.0.1:{operator_port}"], "labels": {"namespace": "mothership-system"}},
@@ -227,52 +225,49 @@ def experiment(prometheus: Prometheus, tmp_path_factory: pytest.TempPathFactory)
     ])
     gauges_server, _ = start_http_server(gauges_port, addr="127.0.0.1", registry=metrics.registry)
 
-    with EmulatorThread() as emulator:
-        kubeconfig = emulator.emulator.write_kubeconfig(workdir / "kubeconfig.yaml")
-        try:
-            asyncio.run(_create_objects(emulator.url))
-            processes.start("operator", mothership("operator", "--port", str(operator_port)),
-                            env={"KUBECONFIG": str(kubeconfig), "MOTHERSHIP_NAMESPACE": "mothership-system"})
-            processes.start("demo-target", mothership("demo-target", "--port", "0"))
-            target = processes.wait_line("demo-target", r"listening on (http://\S+)").group(1)
-            plan, token = workdir / "plan.yaml", workdir / "token"
-            plan.write_text(yaml.safe_dump(PLAN))
-            token.write_text(TOKEN)
-            for index, port in enumerate(worker_ports):
-                processes.start(f"worker-{index}", mothership(
-                    "worker", "--plan", str(plan), "--token-file", str(token), "--index", str(index),
-                    "--count", str(len(worker_ports)), "--listen", f"127.0.0.1:{port}",
-                    "--loadtest", LOADTEST, "--target", target, "--linger", "5",
-                    "--summary-file", str(workdir / f"summary-{index}.json"),
-                ))
-            prometheus.wait_for("Prometheus scraping the operator, the gauges and both workers",
-                                lambda: _up(prometheus, "mothership-operator", 2)
-                                and _up(prometheus, "mothership-workers", 2), timeout=30)
-            asyncio.run(_create_tenant_and_app(emulator.url))
-            prometheus.wait_for("the operator's first reconciles scraped", lambda: prometheus.query(
-                'mothership_reconcile_time_seconds_count{controller="app"}'), timeout=15)
-            asyncio.run(_edit_apps(emulator.url))
-            result = asyncio.run(_run_load_test([f"http://127.0.0.1:{p}" for p in worker_ports]))
-            assert result.verdict is not None and result.summary.requests > 0, result
-            start = float(result.start_at)
-            end = start + float(result.elapsed)
-            # One more scrape after the end, so range queries see the last samples.
-            prometheus.wait_for("a scrape after the load test", lambda: prometheus.query(
-                f'timestamp(up{{job="mothership-operator"}}) > {end + 1}'), timeout=10)
-            processes.terminate_all()  # the data is in Prometheus; stop while the tests query it
-            yield Experiment(prometheus, start, end, result, workdir / "operator.log",
-                             [p for _, p in processes.children])
-        except BaseException:
-            for name, _ in processes.children:
-                sys.stderr.write(f"--- {name} log (tail) ---\n{processes.log(name)[-2000:]}\n")
-            sys.stderr.write(f"--- prometheus log (tail) ---\n{prometheus.log_tail()}\n")
-            raise
-        finally:
-            processes.stop_all()
-            gauges_server.shutdown()
-            from mothership.loadtests.coordination import forget_gauges
+    # The operator is the session's (``cluster``); the experiment starts what it observes.
+    try:
+        processes.start("demo-target", mothership("demo-target", "--port", "0"))
+        target = processes.wait_line("demo-target", r"listening on (http://\S+)").group(1)
+        plan, token = workdir / "plan.yaml", workdir / "token"
+        plan.write_text(yaml.safe_dump(PLAN))
+        token.write_text(TOKEN)
+        for index, port in enumerate(worker_ports):
+            processes.start(f"worker-{index}", mothership(
+                "worker", "--plan", str(plan), "--token-file", str(token), "--index", str(index),
+                "--count", str(len(worker_ports)), "--listen", f"127.0.0.1:{port}",
+                "--loadtest", LOADTEST, "--target", target, "--linger", "5",
+                "--summary-file", str(workdir / f"summary-{index}.json"),
+            ))
+        prometheus.wait_for("Prometheus scraping the operator, the gauges and both workers",
+                            lambda: _up(prometheus, "mothership-operator", 2)
+                            and _up(prometheus, "mothership-workers", 2), timeout=30)
+        asyncio.run(_create_tenant_and_apps(cluster))
+        prometheus.wait_for("the operator's first reconciles scraped", lambda: prometheus.query(
+            'mothership_reconcile_time_seconds_count{controller="app"}'), timeout=15)
+        asyncio.run(_edit_apps(cluster))
+        result = asyncio.run(_run_load_test([f"http://127.0.0.1:{p}" for p in worker_ports]))
+        assert result.verdict is not None and result.summary.requests > 0, result
+        start = float(result.start_at)
+        end = start + float(result.elapsed)
+        # One more scrape after the end, so range queries see the last samples.
+        prometheus.wait_for("a scrape after the load test", lambda: prometheus.query(
+            f'timestamp(up{{job="mothership-operator"}}) > {end + 1}'), timeout=10)
+        processes.terminate_all()  # the data is in Prometheus; stop while the tests query it
+        yield Experiment(prometheus, start, end, result, cluster.log,
+                         [p for _, p in processes.children])
+    except BaseException:
+        for name, _ in processes.children:
+            sys.stderr.write(f"--- {name} log (tail) ---\n{processes.log(name)[-2000:]}\n")
+        sys.stderr.write(f"--- prometheus log (tail) ---\n{prometheus.log_tail()}\n")
+        raise
+    finally:
+        processes.stop_all()
+        gauges_server.shutdown()
+        asyncio.run(_clean_up(cluster))
+        from mothership.loadtests.coordination import forget_gauges
 
-            forget_gauges(NAMESPACE, LOADTEST)
+        forget_gauges(NAMESPACE, LOADTEST)
 
 
 def substitute(expr: str) -> str:
