@@ -16,7 +16,7 @@ running as a subprocess, and measures from the bench's side of the API:
   ``runqueue_wait_seconds``: the time their threads were runnable but waiting for
   a CPU (``/proc/PID/task/*/schedstat``): large means starved by other processes;
 - ``apiserver_requests``: the API server's own ``apiserver_request_total`` over
-  the same window (its /metrics; null when it has none, as the emulator), the total
+  the same window (its /metrics; null when we may not read it), the total
   and the 12 largest by verb and resource — the operator's and the controllers';
 - ``anchor_seconds``: N plain ConfigMap creates through the same client at the
   same concurrency, in the same run — the API server's own speed, so
@@ -26,13 +26,13 @@ running as a subprocess, and measures from the bench's side of the API:
 - ``server_version`` (the server's /version), ``load_average_1m_before`` and
   ``load_average_1m`` (the box's load when the run started and ended).
 
-Target: a fresh API emulator in its own process (default); ``--controlplane``, a
-fresh real control plane (``tests.controlplane``: etcd, kube-apiserver and
-kube-controller-manager on 127.0.0.1, client-certificate auth, stopped at the
-end); or ``--kubeconfig`` (``$KUBECONFIG``: bearer token or
-client certificates and CA, as kind writes them; a namespace ``bench-<random>`` is
-created and deleted). The bench's watches use the Kube client's credentials (its
-SSL context and Authorization header); a watch that fails (401, 403, TLS, an
+Target: a fresh real control plane (default, or ``--controlplane``:
+``tests.controlplane``, etcd, kube-apiserver and kube-controller-manager on
+127.0.0.1 with our CRDs, client-certificate auth, stopped at the end); or
+``--kubeconfig`` (``$KUBECONFIG``: bearer token or client certificates and CA,
+as kind writes them; a namespace ``bench-<random>`` is created and deleted). The
+bench's watches use the Kube client's credentials (its SSL context and
+Authorization header); a watch that fails (401, 403, TLS, an
 ERROR event), an operator that exits, and every wait that outlasts its timeout
 end the bench with an error on stderr and exit status 1. When not every App
 completes within ``--timeout``, the line is still printed (``complete: false``,
@@ -60,7 +60,6 @@ import json
 import os
 import re
 import secrets
-import select
 import socket
 import subprocess
 import sys
@@ -76,7 +75,7 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.kubeemu and tests.controlplane when run as a script
+sys.path.insert(0, str(ROOT))  # for tests.controlplane when run as a script
 sys.path.insert(0, str(ROOT / "bench"))
 
 from compare import header  # noqa: E402
@@ -138,23 +137,6 @@ def tail(path: Path, size: int = 3000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return ""
-
-
-def start_emulator(tmp: Path, timeout: float = 60) -> tuple[subprocess.Popen[bytes], Path]:
-    kubeconfig, log = tmp / "kubeconfig.yaml", tmp / "emulator.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.kubeemu", "--kubeconfig", str(kubeconfig)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("wb"))
-    assert proc.stdout is not None
-    # The URL: the kubeconfig is written before it is printed.
-    if not select.select([proc.stdout], [], [], timeout)[0] or not proc.stdout.readline():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2)  # an EOF on its stdout: it is exiting
-        how = f"exited with {proc.returncode}" if proc.poll() is not None else f"not up in {timeout:g} s"
-        proc.kill()
-        proc.wait(timeout=10)
-        raise BenchError(f"the API emulator (python -m tests.kubeemu) {how}; --controlplane and "
-                         f"--kubeconfig need none:\n{tail(log, 1000)}")
-    return proc, kubeconfig
 
 
 def start_operator(
@@ -220,7 +202,7 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 async def apiserver_requests(session: aiohttp.ClientSession, credentials: Credentials) -> Counter[str]:
     """The API server's ``apiserver_request_total`` by verb and resource, from its /metrics.
 
-    Empty when the server has none (the emulator) or we may not read it.
+    Empty when we may not read it.
     """
     counts: Counter[str] = Counter()
     try:
@@ -511,31 +493,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         if not os.environ.get("KUBECONFIG"):
             raise SystemExit("--kubeconfig needs $KUBECONFIG")
         return asyncio.run(bench(args, os.environ["KUBECONFIG"], "kubeconfig"))
-    with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
-        if args.controlplane:
-            from tests.controlplane import ControlPlane
+    from tests.controlplane import ControlPlane
 
-            try:
-                cp = ControlPlane.start(Path(tmp) / "controlplane")
-            except RuntimeError as exc:
-                raise BenchError(f"the control plane did not start: {exc}") from exc
-            try:
-                result, complete = asyncio.run(bench(
-                    args, str(cp.kubeconfig), "controlplane", version=cp.version,
-                    processes={name: p.pid for name, p in cp.processes.items()}))
-            finally:
-                cp.stop()
-            return {**result, "controlplane_startup_seconds": round(cp.startup_seconds, 1)}, complete
-        emulator, kubeconfig = start_emulator(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
         try:
-            return asyncio.run(bench(args, str(kubeconfig), "emulator",
-                                     processes={"emulator": emulator.pid}))
+            crds = tuple(sorted((ROOT / "crds").glob("*.yaml")))
+            cp = ControlPlane.start(Path(tmp) / "controlplane", crds=crds)
+        except RuntimeError as exc:
+            raise BenchError(f"the control plane did not start: {exc}") from exc
+        try:
+            result, complete = asyncio.run(bench(
+                args, str(cp.kubeconfig), "controlplane", version=cp.version,
+                processes={name: p.pid for name, p in cp.processes.items()}))
         finally:
-            emulator.terminate()
-            try:
-                emulator.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                emulator.kill()
+            cp.stop()
+        return {**result, "controlplane_startup_seconds": round(cp.startup_seconds, 1)}, complete
 
 
 def main() -> None:
@@ -554,9 +526,9 @@ def main() -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--controlplane", action="store_true",
                         help="start a real control plane (tests.controlplane: etcd, kube-apiserver, "
-                             "kube-controller-manager) on 127.0.0.1 and stop it at the end")
+                             "kube-controller-manager) on 127.0.0.1 and stop it at the end (the default)")
     target.add_argument("--kubeconfig", action="store_true",
-                        help="use the cluster $KUBECONFIG points at instead of a fresh emulator")
+                        help="use the cluster $KUBECONFIG points at instead of a fresh control plane")
     args = parser.parse_args()
     try:
         result, complete = run(args)
