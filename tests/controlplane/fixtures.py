@@ -12,6 +12,7 @@ first build (minutes) is not charged to one test's timeout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     binary()
 
 
+def say(config: pytest.Config, line: str) -> None:
+    """A line on the terminal now, past pytest's output capture (fixtures' output is captured)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.write_line(f"\n{line}")
+
+
 def _require_binary() -> None:
     if binary(build=False) is None and not go_available():
         message = "no Go toolchain: the real control plane (tests/controlplane) cannot be built"
@@ -49,7 +60,8 @@ def _require_binary() -> None:
 
 
 @pytest.fixture(scope="session")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def apiserver(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd and kube-apiserver only, with our CRDs: a real API that no controller or operator acts on.
 
     For tests of a client (``mothership.kube``, ``mothership loadtest wait``) that write
@@ -57,6 +69,8 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane
     """
     _require_binary()
     cp = ControlPlane.start(tmp_path_factory.mktemp("apiserver"), controller_manager=False, crds=CRDS)
+    say(request.config, f"apiserver: kube-apiserver {cp.version} and etcd (no controllers) ready in "
+                        f"{cp.startup_seconds:.1f} s at {cp.server}")
     try:
         yield cp
     finally:
@@ -70,10 +84,8 @@ def controlplane(request: pytest.FixtureRequest,
     _require_binary()
     # Our CRDs are there before the controllers start, as in a cluster where they are old news.
     cp = ControlPlane.start(tmp_path_factory.mktemp("controlplane"), crds=CRDS)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\ncontrolplane: kube-apiserver {cp.version} with kube-controller-manager "
-                            f"and etcd ready in {cp.startup_seconds:.1f} s at {cp.server}")
+    say(request.config, f"controlplane: kube-apiserver {cp.version} with kube-controller-manager and etcd "
+                        f"ready in {cp.startup_seconds:.1f} s at {cp.server}")
     try:
         yield cp
     finally:
