@@ -88,11 +88,22 @@ def _openapi_to_jsonschema(node: Any) -> Any:
         out["properties"] = {k: _openapi_to_jsonschema(v) for k, v in node["properties"].items()}
         if not node.get("x-kubernetes-preserve-unknown-fields"):
             out["additionalProperties"] = False  # kubectl's strict field validation
+    if isinstance(out.get("pattern"), str):  # not a property named pattern
+        out["pattern"] = _end_anchored(out["pattern"])
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out.pop("pattern", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string", "pattern": node.get("pattern", ".*")}]
+        out["anyOf"] = [{"type": "integer"},
+                        {"type": "string", "pattern": _end_anchored(node.get("pattern", ".*"))}]
     return out
+
+
+def _end_anchored(pattern: str) -> str:
+    """A final ``$`` as RE2 reads it (end of text) for Python's ``re``, whose ``$`` also matches
+    before a trailing newline: ``^[a-z]*$`` would pass ``"abc\\n"`` where the API server refuses it."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\Z"
+    return pattern
 
 
 @lru_cache(maxsize=64)
@@ -157,6 +168,11 @@ def _message(error: jsonschema.ValidationError) -> str:
     """jsonschema's message, in kube-apiserver's words where the two differ (checked on the real one)."""
     if error.validator == "minProperties":
         return f"should have at least {error.validator_value} properties"
+    if error.validator == "pattern":  # jsonschema says "'x' does not match '<repr of the pattern>'"
+        pattern = str(error.validator_value)
+        if pattern.endswith("\\Z"):
+            pattern = pattern[:-2] + "$"  # as written in the CRD (see _end_anchored)
+        return f"should match '{pattern}'"
     return str(error.message)
 
 

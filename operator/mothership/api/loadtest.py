@@ -14,8 +14,9 @@ import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
+from urllib.parse import quote
 
-from pydantic import Field, JsonValue, WithJsonSchema, field_validator, model_validator
+from pydantic import AfterValidator, Field, JsonValue, WithJsonSchema, field_validator, model_validator
 
 from .common import (
     CONDITIONS_FIELD,
@@ -35,6 +36,101 @@ HttpMethod = Annotated[
     str, Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")
 ]
 
+# --- header and path hygiene -------------------------------------------------
+#
+# Headers and paths end up inside the bytes the engine writes (loadgen/http.py
+# pre-encodes the request head; picows writes the WebSocket handshake), so a CR
+# or LF there would let a spec inject headers or smuggle a second request to the
+# target. The patterns below are kept to what RE2 (kube-apiserver and CEL),
+# Rust's regex (pydantic's ``pattern``) and Python's re read alike: explicit
+# ranges only. Python's ``$`` also matches before a trailing newline, where the
+# other two do not, so the model's own checks use ``fullmatch``. Non-ASCII in a
+# header value is refused rather than encoded: HTTP/1.1 sends header bytes as
+# Latin-1 while picows encodes the handshake as UTF-8, and RFC 9110 calls
+# non-ASCII field values obsolete.
+
+TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+"""An RFC 9110 token, at most 256 long: what header names and WebSocket subprotocols are made of."""
+HEADER_VALUE_PATTERN = r"^[\t\x20-\x7E]*$"
+"""Visible ASCII, space and tab: no CR, LF, NUL or other control characters, no non-ASCII."""
+PATH_PATTERN = r"^/[^\x00-\x20\x7F-\x9F#]*$"
+"""A slash, then no whitespace, control characters (C0, DEL, C1) or ``#``; non-ASCII is encoded."""
+_ENGINE_FRAMED = ("content-length", "transfer-encoding")
+"""Headers the engine derives from the body; a spec setting them could desynchronise the target."""
+MAX_HEADERS = 64
+MAX_HEADER_VALUE = 8192
+
+HEADER_NAME_MESSAGE = (
+    "header names must be RFC 9110 tokens of 1 to 256 letters, digits and !#$%&'*+-.^_`|~ "
+    "(no spaces, colons or control characters)"
+)
+HEADER_FRAMING_MESSAGE = (
+    "Content-Length and Transfer-Encoding cannot be set: the engine frames the body itself"
+)
+HEADER_HOST_MESSAGE = "at most one Host header: header names are case-insensitive"
+HEADER_VALUE_MESSAGE = (
+    "header values take visible ASCII, spaces and tabs only: no CR, LF or other control "
+    "characters, and no non-ASCII text (percent-encode it); "
+    f"should match '{HEADER_VALUE_PATTERN}'"
+)
+
+_TOKEN = re.compile(TOKEN_PATTERN)
+_HEADER_VALUE = re.compile(HEADER_VALUE_PATTERN)
+
+_HEADER_RULES: list[JsonValue] = [
+    # Map keys have no schema of their own, so names are checked by CEL on the map.
+    {"rule": f'self.all(k, k.matches("{TOKEN_PATTERN}"))', "message": HEADER_NAME_MESSAGE},
+    {"rule": "!self.exists(k, k.matches('(?i)^(content-length|transfer-encoding)$'))",
+     "message": HEADER_FRAMING_MESSAGE},
+    {"rule": "self.filter(k, k.matches('(?i)^host$')).size() <= 1", "message": HEADER_HOST_MESSAGE},
+]
+
+
+def _header_value(value: str) -> str:
+    if _HEADER_VALUE.fullmatch(value) is None:
+        raise ValueError(HEADER_VALUE_MESSAGE)
+    return value
+
+
+def _header_names(headers: dict[str, str]) -> dict[str, str]:
+    for name in headers:
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"{HEADER_NAME_MESSAGE}, not {name!r}")
+        if name.lower() in _ENGINE_FRAMED:
+            raise ValueError(f"{HEADER_FRAMING_MESSAGE}, not {name!r}")
+    hosts = [name for name in headers if name.lower() == "host"]
+    if len(hosts) > 1:
+        raise ValueError(f"{HEADER_HOST_MESSAGE}, not {', '.join(map(repr, hosts))}")
+    return headers
+
+
+HeaderValue = Annotated[
+    str,
+    Field(max_length=MAX_HEADER_VALUE),
+    AfterValidator(_header_value),
+    WithJsonSchema({"type": "string", "maxLength": MAX_HEADER_VALUE, "pattern": HEADER_VALUE_PATTERN}),
+]
+Headers = Annotated[
+    dict[str, HeaderValue],
+    Field(max_length=MAX_HEADERS, json_schema_extra={"x-kubernetes-validations": _HEADER_RULES}),
+    AfterValidator(_header_names),
+]
+"""Extra headers: token names, visible-ASCII values, at most 64, one Host, never the body's framing."""
+
+
+RequestPath = Annotated[str, Field(pattern=PATH_PATTERN, max_length=2048)]
+"""A request path (and query) as the spec writes it; ``wire_path`` is what is sent."""
+
+
+def wire_path(path: str) -> str:
+    """``path`` as it goes on the wire: non-ASCII characters percent-encoded as UTF-8.
+
+    Everything ASCII is sent as written (a validated path has no whitespace or
+    control characters), so escapes already in the spec (``%20``) are kept, not
+    encoded twice.
+    """
+    return quote(path, safe="".join(chr(c) for c in range(0x21, 0x7F)))
+
 
 class Target(Model):
     """Where the load goes: a URL, or an App in the same namespace."""
@@ -50,9 +146,11 @@ class Target(Model):
         }
     }
 
-    url: str | None = Field(default=None, pattern=r"^(http|https|ws|wss)://[^\s/]+(/\S*)?$",
+    url: str | None = Field(default=None, pattern=r"^(http|https|ws|wss)://[!-.0-~]+(/[^\x00-\x20\x7F-\x9F#]*)?$",
                             max_length=2048)
-    """Base URL, e.g. ``http://shop.tenant-a.svc:80``. Request paths are appended to it."""
+    """Base URL, e.g. ``http://shop.tenant-a.svc:80``. Request paths are appended to it. The host is
+    ASCII (write an internationalised name in its ``xn--`` form); the path follows the rules of
+    request paths."""
     app: DnsLabel | None = None
     """Name of an App in this namespace; resolved to its Service URL by the operator."""
 
@@ -68,12 +166,19 @@ class HttpRequest(Model):
 
     method: HttpMethod = "GET"
     """HTTP method."""
-    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
-    """Path and query appended to the target URL, e.g. ``/api/items?page=1``."""
+    path: RequestPath = "/"
+    """Path and query appended to the target URL, e.g. ``/api/items?page=1``. Whitespace, control
+    characters and ``#`` are refused; non-ASCII characters are percent-encoded as UTF-8 when the
+    request is built (``/café`` is sent as ``/caf%C3%A9``), and everything else, escapes included,
+    is sent as written."""
     name: str | None = Field(default=None, max_length=63)
     """Label for this request in results; defaults to the method and path."""
-    headers: dict[str, str] = {}
-    """Extra request headers."""
+    headers: Headers = {}
+    """Extra request headers, at most 64; one replaces the engine's Host, User-Agent or Accept of the
+    same name (in any case). Names are RFC 9110 tokens (letters, digits and ``!#$%&'*+-.^_`|~``);
+    values are visible ASCII, spaces and tabs, at most 8192 characters (no CR, LF or other control
+    characters: percent-encode non-ASCII text). Content-Length and Transfer-Encoding are refused:
+    the engine frames the body. At most one Host."""
     body: str | None = Field(default=None, max_length=1048576)
     """Request body, sent as is (set Content-Type in headers)."""
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
@@ -111,12 +216,15 @@ class WebSocketSession(Model):
         }
     }
 
-    path: str = Field(default="/", pattern=r"^/\S*$", max_length=2048)
-    """Path appended to the target URL (http becomes ws, https becomes wss)."""
-    headers: dict[str, str] = {}
-    """Extra handshake headers."""
-    subprotocols: list[str] = Field(default=[], max_length=10)
-    """Subprotocols offered in Sec-WebSocket-Protocol."""
+    path: RequestPath = "/"
+    """Path and query appended to the target URL (http becomes ws, https becomes wss). Whitespace,
+    control characters and ``#`` are refused; non-ASCII characters are percent-encoded as UTF-8 when
+    the session is built, and everything else is sent as written."""
+    headers: Headers = {}
+    """Extra handshake headers, at most 64: token names, visible-ASCII values (as for HTTP requests);
+    Content-Length and Transfer-Encoding are refused, and at most one Host."""
+    subprotocols: list[Annotated[str, Field(pattern=TOKEN_PATTERN)]] = Field(default=[], max_length=10)
+    """Subprotocols offered in Sec-WebSocket-Protocol; each an RFC 9110 token."""
     message: str = Field(default="hello", max_length=1048576)
     """Text payload of each message sent."""
     interval: Duration = "1s"

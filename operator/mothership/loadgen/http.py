@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from ..api.common import parse_duration
-from ..api.loadtest import HttpRequest
+from ..api.loadtest import HttpRequest, wire_path
 from ..api.vocabulary import ErrorClass
 from .histogram import _SHIFT, _TWICE_SUB
 from .histogram import BUCKETS as _BUCKETS
@@ -109,16 +109,25 @@ class PreparedRequest:
 
 
 def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
-    """Encode ``request`` for ``target``: request line, Host, headers, Content-Length, body."""
-    path = target.base_path + request.path
-    headers = {"Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
+    """Encode ``request`` for ``target``: request line, Host, headers, Content-Length, body.
+
+    The model has already refused what could break the head's framing (CR, LF
+    and other control characters, non-token header names, non-ASCII header
+    values, Content-Length and Transfer-Encoding from the spec); non-ASCII in
+    the path is percent-encoded here, so the head is ASCII. A spec header
+    replaces a default of the same name in any case, so none is sent twice.
+    """
+    path = wire_path(target.base_path + request.path)
+    given = {k.lower() for k in request.headers}
+    defaults = {"Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
+    headers = {k: v for k, v in defaults.items() if k.lower() not in given}
     headers.update(request.headers)
     body = (request.body or "").encode()
     if body or request.method in ("POST", "PUT", "PATCH"):
         headers["Content-Length"] = str(len(body))
     head = f"{request.method} {path} HTTP/1.1\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    data = (head + "\r\n").encode("latin-1") + body
+    data = (head + "\r\n").encode("ascii") + body
     return PreparedRequest(
         data=data,
         expect=frozenset(request.expect_status),

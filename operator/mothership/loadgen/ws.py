@@ -46,7 +46,7 @@ from picows import (
 )
 
 from ..api.common import parse_duration
-from ..api.loadtest import WebSocketSession, WsExpect
+from ..api.loadtest import WebSocketSession, WsExpect, wire_path
 from ..api.vocabulary import ErrorClass
 from .histogram import _SHIFT, _TWICE_SUB
 from .histogram import BUCKETS as _BUCKETS
@@ -85,10 +85,14 @@ class PreparedSession:
 
 
 def ws_url(base_url: str, path: str) -> str:
-    """The ws:// or wss:// URL of ``path`` under ``base_url`` (http becomes ws, https becomes wss)."""
+    """The ws:// or wss:// URL of ``path`` under ``base_url`` (http becomes ws, https becomes wss).
+
+    Non-ASCII in the path is percent-encoded here, so the URL is ASCII and picows
+    sends it as it is (for a non-ASCII URL it would quote ``%`` again).
+    """
     parts = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
+    return urlunsplit((scheme, parts.netloc, wire_path(parts.path.rstrip("/") + path), "", ""))
 
 
 def prepare_session(base_url: str, session: WebSocketSession,
