@@ -77,10 +77,10 @@ async def runner(cluster: Cluster, no_nodes: None, api: Kube, namespace: str, tm
 
 
 async def own(api: Kube, namespace: str, **spec: Any) -> None:
-    """A Tenant owning ``namespace`` whose LoadTests may aim at 127.0.0.1, with ``spec`` on top."""
+    """A Tenant owning (adopting) ``namespace`` whose LoadTests may aim at 127.0.0.1, with ``spec`` on top."""
     await api.apply({
         "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
-        "spec": {"namespace": namespace, "isolation": {"mode": "none"},
+        "spec": {"namespace": namespace, "adopt": True, "isolation": {"mode": "none"},
                  "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]},
                  **spec},
     })

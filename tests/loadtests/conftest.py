@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 
 from mothership.kube import Kube
-from tests.operator.harness import Cluster, client, namespace_name
+from tests.conftest import wait_until
+from tests.operator.harness import Cluster, claimed, client, namespace_name
 from tests.podrunner import PodRunner
 
 ALLOWED = "127.0.0.1:*"
@@ -31,14 +32,19 @@ ALLOWED = "127.0.0.1:*"
 
 @pytest.fixture
 async def tenant_namespace(api: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port)."""
+    """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port).
+
+    The namespace exists first, so the Tenant adopts it; LoadTests find their Tenant by the
+    namespace's label, so the fixture waits until the Tenant has claimed it.
+    """
     name = namespace_name("lt", request.node.name, 30)
     await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     await api.apply({
         "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-        "spec": {"namespace": name, "isolation": {"mode": "none"},
+        "spec": {"namespace": name, "adopt": True, "isolation": {"mode": "none"},
                  "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]}},
     })
+    await wait_until(lambda: claimed(api, name, name), timeout=30, what="the Tenant's claim")
     yield name
     await api.delete("Tenant", name)
     await api.delete("Namespace", name)

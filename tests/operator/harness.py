@@ -262,6 +262,16 @@ def tenant(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+async def claimed(kube: Kube, namespace: str, tenant_name: str) -> bool:
+    """Whether Tenant ``tenant_name`` has claimed ``namespace``: it is labelled as that Tenant's.
+
+    LoadTests find their Tenant by this label, so a test creating both waits for it.
+    """
+    ns = await kube.get("Namespace", namespace)
+    labels = ((ns or {}).get("metadata") or {}).get("labels") or {}
+    return bool(labels.get("mothership.dev/tenant") == tenant_name)
+
+
 def pod_status(*, ready: bool) -> dict[str, Any]:
     """What a kubelet writes for a pod whose one container runs, ready or not (tests play it)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

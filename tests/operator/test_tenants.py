@@ -1,4 +1,5 @@
-"""Tenants end to end: the namespace and its guard rails, status, and deletionPolicy Retain vs Delete."""
+"""Tenants end to end: the namespace and its guard rails, status, deletionPolicy Retain vs Delete,
+and whose namespace it is (no takeover between Tenants, adoption, the LoadTest policy's owner)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mothership.kube import KINDS, Kube
+from tests.loadtests.test_e2e import loadtest
 from tests.operator.harness import OPERATOR_NAMESPACE, app, tenant
 
 Until = Callable[..., Awaitable[Any]]
@@ -41,14 +43,15 @@ async def test_a_tenant_gets_a_restricted_namespace_and_its_guard_rails(api: Kub
     assert st["namespace"] == name
     assert st["observedGeneration"] == 1
     types = {c["type"]: c["status"] for c in st["conditions"]}
-    assert types == {"Ready": "True", "NamespaceReady": "True", "QuotaReady": "True", "LimitsReady": "True",
-                     "IsolationReady": "True", "AccessReady": "True"}
+    assert types == {"Ready": "True", "Accepted": "True", "NamespaceReady": "True", "QuotaReady": "True",
+                     "LimitsReady": "True", "IsolationReady": "True", "AccessReady": "True"}
 
     ns = await api.get("Namespace", name)
     assert ns is not None
     labels = ns["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["app.kubernetes.io/managed-by"] == "mothership"
+    assert ns["metadata"]["annotations"]["mothership.dev/created-by-tenant"] == name
     # Delete policy: everything is owned by the Tenant, so the garbage collector can remove it.
     assert ns["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     for kind in GUARD_RAILS:
@@ -160,3 +163,129 @@ async def test_a_guard_rail_deleted_or_edited_by_hand_is_put_back_within_5_secon
         return binding is not None and [s["name"] for s in binding["subjects"]] == ["alice@example.com"]
 
     await until(owners_back, timeout=5, what="the hand-edited RoleBinding's subjects put back")
+
+
+# --- Whose namespace it is ----------------------------------------------------------------------
+
+
+async def condition(api: Kube, name: str, type_: str, reason: str) -> dict[str, Any] | None:
+    """The Tenant's ``type_`` condition once it has ``reason``."""
+    st = ((await api.get("Tenant", name)) or {}).get("status") or {}
+    cond = next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+    return cond if cond.get("reason") == reason else None
+
+
+async def events(api: Kube, name: str, reason: str) -> list[dict[str, Any]]:
+    """Events about the (cluster-scoped) Tenant ``name``: they live in ``default``."""
+    return [e for e in await api.list("Event", "default")
+            if e["involvedObject"].get("name") == name and e.get("reason") == reason]
+
+
+async def test_a_second_tenant_naming_a_taken_namespace_is_refused_changes_nothing_and_deletes_nothing(
+        api: Kube, until: Until) -> None:
+    victim = unique("acme")
+    await create(api, tenant(victim, owners=[{"name": "alice@example.com"}], deletionPolicy="Delete"))
+    await until(lambda: ready(api, victim), timeout=5, what="the first Tenant Ready")
+    before = await api.get("Namespace", victim)
+    assert before is not None
+
+    thief = unique("thief")
+    await create(api, tenant(thief, namespace=victim, owners=[{"name": "mallory@example.com"}],
+                             deletionPolicy="Delete"))
+    accepted = await until(lambda: condition(api, thief, "Accepted", "NamespaceTaken"), timeout=5,
+                           what="the thief's Accepted=False NamespaceTaken")
+    assert accepted["status"] == "False"
+    assert f"belongs to Tenant {victim}" in accepted["message"]
+    st = ((await api.get("Tenant", thief)) or {})["status"]
+    assert {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]} == {
+        "Ready": ("False", "NamespaceTaken"), "Accepted": ("False", "NamespaceTaken")}
+    assert "namespace" not in st
+    assert len(await until(lambda: events(api, thief, "NamespaceTaken"), timeout=5, what="the Event")) == 1
+
+    binding = await api.get("RoleBinding", "mothership", victim)
+    assert binding is not None and [s["name"] for s in binding["subjects"]] == ["alice@example.com"]
+    ns = await api.get("Namespace", victim)
+    assert ns is not None
+    assert ns["metadata"]["labels"] == before["metadata"]["labels"]
+    assert ns["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert [r["name"] for r in ns["metadata"]["ownerReferences"]] == [victim]
+    assert await ready(api, victim) is not None
+
+    # The thief's deletionPolicy Delete must not take the namespace with it.
+    await api.delete("Tenant", thief)
+    await until(lambda: _gone(api.get("Tenant", thief)), timeout=5, what="the thief gone")
+    ns = await api.get("Namespace", victim)
+    assert ns is not None and not ns["metadata"].get("deletionTimestamp")
+    assert ns["metadata"]["labels"]["mothership.dev/tenant"] == victim
+
+
+async def test_adopt_cannot_take_a_namespace_another_tenant_owns(api: Kube, until: Until) -> None:
+    owner = unique("owner")
+    await create(api, tenant(owner, owners=[{"name": "alice@example.com"}]))
+    await until(lambda: ready(api, owner), timeout=5, what="the owner Ready")
+
+    thief = unique("adopter")
+    await create(api, tenant(thief, namespace=owner, adopt=True, owners=[{"name": "mallory@example.com"}]))
+    accepted = await until(lambda: condition(api, thief, "Accepted", "NamespaceTaken"), timeout=5,
+                           what="the adopter refused")
+    assert f"belongs to Tenant {owner}" in accepted["message"]
+    binding = await api.get("RoleBinding", "mothership", owner)
+    assert binding is not None and [s["name"] for s in binding["subjects"]] == ["alice@example.com"]
+    ns = await api.get("Namespace", owner)
+    assert ns is not None and ns["metadata"]["labels"]["mothership.dev/tenant"] == owner
+
+
+async def test_a_tenant_takes_an_existing_namespace_only_with_adopt_and_delete_then_keeps_it(
+        api: Kube, until: Until, namespace: str) -> None:
+    name = unique("adopt")
+    await create(api, tenant(name, namespace=namespace, deletionPolicy="Delete",
+                             owners=[{"name": "alice@example.com"}]))
+    refused = await until(lambda: condition(api, name, "Accepted", "NamespaceTaken"), timeout=5,
+                          what="refused without adopt")
+    assert "belongs to no Tenant" in refused["message"] and "spec.adopt: true" in refused["message"]
+    ns = await api.get("Namespace", namespace)
+    assert ns is not None and "mothership.dev/tenant" not in ns["metadata"]["labels"]
+
+    await api.patch("Tenant", name, None, {"spec": {"adopt": True}})
+    await until(lambda: ready(api, name, generation=2), timeout=5, what="Ready once adopted")
+    accepted = await condition(api, name, "Accepted", "NamespaceClaimed")
+    assert accepted is not None and "adopted" in accepted["message"]
+    ns = await api.get("Namespace", namespace)
+    assert ns is not None
+    assert ns["metadata"]["labels"]["mothership.dev/tenant"] == name
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert "mothership.dev/created-by-tenant" not in (ns["metadata"].get("annotations") or {})
+    assert not ns["metadata"].get("ownerReferences")
+    assert await api.get("RoleBinding", "mothership", namespace) is not None
+
+    await api.delete("Tenant", name)
+    await until(lambda: _gone(api.get("Tenant", name)), timeout=5, what="the Tenant gone")
+    # Its guard rails were the Tenant's: once the garbage collector has taken them, it has run.
+    await until(lambda: _gone(api.get("LimitRange", "mothership", namespace)), timeout=10, what="GC done")
+    ns = await api.get("Namespace", namespace)
+    assert ns is not None and not ns["metadata"].get("deletionTimestamp")
+
+
+async def test_a_loadtest_gets_the_owning_tenants_limits_even_when_another_tenant_names_its_namespace(
+        api: Kube, until: Until) -> None:
+    owner = unique("lt-owner")
+    await create(api, tenant(owner, loadTests={"maxWorkers": 1, "allowedTargets": ["127.0.0.1:*"]}))
+    await until(lambda: ready(api, owner), timeout=5, what="the owner Ready")
+    # Named to be listed first: "the first Tenant found" would be this one.
+    thief = unique("a-thief")
+    await create(api, tenant(thief, namespace=owner,
+                             loadTests={"maxWorkers": 50, "allowedTargets": ["127.0.0.1:*"]}))
+    await until(lambda: condition(api, thief, "Accepted", "NamespaceTaken"), timeout=5,
+                what="the thief refused")
+
+    await create(api, loadtest("greedy", owner, "http://127.0.0.1:9", workers=3, virtualUsers=3))
+
+    async def refused() -> dict[str, Any] | None:
+        lt = await api.get("LoadTest", "greedy", owner) or {}
+        conds = (lt.get("status") or {}).get("conditions") or []
+        cond = next((c for c in conds if c["type"] == "Accepted"), {})
+        return cond if cond.get("status") == "False" else None
+
+    accepted = await until(refused, timeout=10, what="the LoadTest refused")
+    assert accepted["reason"] == "TooManyWorkers"
+    assert "at most 1" in accepted["message"]

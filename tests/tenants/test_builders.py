@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mothership.api.tenant import Tenant
 from mothership.tenants import builders
 from tests.apps import kubeschemas
 from tests.tenants.examples import FULL, MINIMAL, OPERATOR_NAMESPACE, UID, owner, tenant
@@ -26,8 +27,13 @@ NAME = "kubernetes.io/metadata.name"
 META = {"name": "mothership", "namespace": "team-acme", "labels": LABELS, "ownerReferences": [OWNER_REF]}
 
 
+def build(t: Tenant, operator_namespace: str = OPERATOR_NAMESPACE) -> list[dict[str, Any]]:
+    """The children of a Tenant that created its namespace (as one does unless it adopts)."""
+    return builders.build_children(t, owner(), operator_namespace, created=True)
+
+
 def by_kind(spec: dict[str, Any] | None = None, **changes: Any) -> dict[str, dict[str, Any]]:
-    children = builders.build_children(tenant(spec, **changes), owner(), OPERATOR_NAMESPACE)
+    children = build(tenant(spec, **changes))
     return {m["kind"]: m for m in children}
 
 
@@ -35,7 +41,7 @@ def by_kind(spec: dict[str, Any] | None = None, **changes: Any) -> dict[str, dic
 
 
 def test_the_full_example_builds_this_namespace() -> None:
-    assert builders.build_namespace(tenant(FULL), owner()) == {
+    assert builders.build_namespace(tenant(FULL), owner(), created=True) == {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {
@@ -50,6 +56,7 @@ def test_the_full_example_builds_this_namespace() -> None:
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/warn-version": "latest",
             },
+            "annotations": {"mothership.dev/created-by-tenant": "acme"},
             "ownerReferences": [OWNER_REF],
         },
     }
@@ -128,7 +135,7 @@ def test_the_full_example_builds_this_role_binding() -> None:
 
 
 def test_the_minimal_tenant_builds_a_namespace_limits_and_isolation_named_after_it() -> None:
-    children = builders.build_children(tenant(MINIMAL), owner(), OPERATOR_NAMESPACE)
+    children = build(tenant(MINIMAL))
     assert [c["kind"] for c in children] == ["Namespace", "LimitRange", "NetworkPolicy"]
     assert children[0]["metadata"]["name"] == "acme"
     assert {c["metadata"].get("namespace") for c in children[1:]} == {"acme"}
@@ -143,7 +150,7 @@ def test_the_minimal_tenant_builds_a_namespace_limits_and_isolation_named_after_
 
 
 def test_children_come_namespace_first_then_quota_limits_isolation_access() -> None:
-    kinds = [c["kind"] for c in builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE)]
+    kinds = [c["kind"] for c in build(tenant(FULL))]
     assert kinds == ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding"]
 
 
@@ -151,18 +158,18 @@ def test_children_come_namespace_first_then_quota_limits_isolation_access() -> N
     FULL, MINIMAL, {"quota": {"pods": 1}}, {"isolation": {"mode": "none"}}, {"owners": [{"name": "bob"}]},
 ])
 def test_wanted_kinds_are_exactly_the_kinds_built(spec: dict[str, Any]) -> None:
-    built = [c["kind"] for c in builders.build_children(tenant(spec), owner(), OPERATOR_NAMESPACE)]
+    built = [c["kind"] for c in build(tenant(spec))]
     assert builders.wanted_kinds(tenant(spec)) == built
 
 
 def test_optional_children_lists_exactly_the_kinds_a_tenant_may_not_have() -> None:
     assert [k for _, k, _ in builders.OPTIONAL_CHILDREN] == ["ResourceQuota", "NetworkPolicy", "RoleBinding"]
-    full = {c["kind"]: c["apiVersion"] for c in builders.build_children(tenant(FULL), owner(), "x")}
+    full = {c["kind"]: c["apiVersion"] for c in build(tenant(FULL), "x")}
     assert all(full[kind] == version for version, kind, _ in builders.OPTIONAL_CHILDREN)
 
 
 def test_every_child_carries_sorted_labels_naming_the_tenant() -> None:
-    for child in builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE):
+    for child in build(tenant(FULL)):
         labels = child["metadata"]["labels"]
         assert list(labels) == sorted(labels)
         assert labels["mothership.dev/tenant"] == "acme"
@@ -170,8 +177,8 @@ def test_every_child_carries_sorted_labels_naming_the_tenant() -> None:
 
 
 def test_the_same_tenant_gives_the_same_bytes() -> None:
-    first = json.dumps(builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE))
-    assert json.dumps(builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE)) == first
+    first = json.dumps(build(tenant(FULL)))
+    assert json.dumps(build(tenant(FULL))) == first
 
 
 # --- One option at a time ----------------------------------------------------------------------
@@ -183,18 +190,38 @@ def test_the_namespace_defaults_to_the_tenants_name() -> None:
 
 
 def test_given_deletion_policy_delete_every_child_is_owned_by_the_tenant() -> None:
-    for child in builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE):
+    for child in build(tenant(FULL)):
         assert child["metadata"]["ownerReferences"] == [OWNER_REF], child["kind"]
 
 
 def test_given_deletion_policy_retain_no_child_is_owned_so_deleting_the_tenant_leaves_them() -> None:
     retained = tenant({**FULL, "deletionPolicy": "Retain"})
-    for child in builders.build_children(retained, owner(), OPERATOR_NAMESPACE):
+    for child in build(retained):
         assert "ownerReferences" not in child["metadata"], child["kind"]
 
 
 def test_retain_is_the_default() -> None:
     assert "ownerReferences" not in by_kind()["Namespace"]["metadata"]
+
+
+def test_an_adopted_namespace_is_never_owned_nor_marked_created_so_delete_cannot_take_it() -> None:
+    children = builders.build_children(tenant(FULL), owner(), OPERATOR_NAMESPACE, created=False)
+    namespace = children[0]["metadata"]
+    assert "ownerReferences" not in namespace
+    assert "annotations" not in namespace
+    assert namespace["labels"]["mothership.dev/tenant"] == "acme"
+    # The guard rails are still the Tenant's, under Delete as ever.
+    assert all(c["metadata"]["ownerReferences"] == [OWNER_REF] for c in children[1:])
+
+
+def test_a_namespace_is_first_created_with_its_labels_and_the_created_mark_but_no_owner() -> None:
+    created = builders.namespace_to_create(tenant(FULL))
+    applied = builders.build_namespace(tenant(FULL), owner(), created=True)
+    assert created["metadata"] == {
+        "name": "team-acme",
+        "labels": applied["metadata"]["labels"],
+        "annotations": {"mothership.dev/created-by-tenant": "acme"},
+    }
 
 
 @pytest.mark.parametrize(("quota", "hard"), [
@@ -272,5 +299,5 @@ def test_a_service_account_owner_keeps_its_own_namespace() -> None:
 @pytest.mark.parametrize("version", kubeschemas.VERSIONS)
 @pytest.mark.parametrize("spec", [FULL, MINIMAL], ids=["full", "minimal"])
 def test_every_child_validates_against_kubernetes_own_schema(spec: dict[str, Any], version: str) -> None:
-    for child in builders.build_children(tenant(spec), owner(), OPERATOR_NAMESPACE):
+    for child in build(tenant(spec)):
         kubeschemas.validate(child, version)

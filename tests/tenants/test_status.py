@@ -19,7 +19,8 @@ ALL_APPLIED: dict[str, str | None] = {
 def compute(applied: dict[str, str | None], spec: dict[str, Any] | None = None,
             quota: dict[str, Any] | None = None, previous: list[Condition] | None = None,
             now: str = NOW) -> TenantStatus:
-    return status.compute(tenant(FULL if spec is None else spec), 2, applied, quota, now, previous or [])
+    t = tenant(FULL if spec is None else spec)
+    return status.compute(t, 2, applied, quota, now, previous or [], accepted=status.claim(t, None))
 
 
 def cond(result: TenantStatus, type_: str) -> Condition:
@@ -29,11 +30,12 @@ def cond(result: TenantStatus, type_: str) -> Condition:
 def test_every_child_applied_makes_the_tenant_ready() -> None:
     result = compute(ALL_APPLIED)
     assert [c.type for c in result.conditions] == [
-        "Ready", "NamespaceReady", "QuotaReady", "LimitsReady", "IsolationReady", "AccessReady",
+        "Ready", "Accepted", "NamespaceReady", "QuotaReady", "LimitsReady", "IsolationReady", "AccessReady",
     ]
     assert {c.status for c in result.conditions} == {ConditionStatus.TRUE}
     assert cond(result, "Ready").reason == "AllChildrenReady"
-    assert {c.reason for c in result.conditions[1:]} == {"Applied"}
+    assert cond(result, "Accepted").reason == "NamespaceClaimed"
+    assert {c.reason for c in result.conditions[2:]} == {"Applied"}
     assert result.namespace == "team-acme"
     assert result.observed_generation == 2
 

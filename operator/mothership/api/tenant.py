@@ -145,7 +145,13 @@ class TenantSpec(Model):
     """A tenant's namespace with quota, default limits, network isolation and RBAC."""
 
     namespace: DnsLabel | None = None
-    """Namespace to create; defaults to the Tenant's name."""
+    """Namespace to create; defaults to the Tenant's name. One that already exists is claimed only
+    when it is labelled as this Tenant's, or with ``adopt``."""
+    adopt: bool = False
+    """Take over a namespace that already exists and that no Tenant owns (made by hand or by another
+    tool): the guard rails then apply to what runs there, and deleting the Tenant never deletes the
+    namespace, whatever ``deletionPolicy`` says. A namespace labelled as another Tenant's, or a
+    system namespace, is refused even so."""
     owners: list[Owner] = Field(default=[], max_length=100)
     """Subjects granted the ``edit`` role in the namespace."""
     quota: Quota = Quota()
@@ -157,12 +163,20 @@ class TenantSpec(Model):
     load_tests: LoadTestLimits = LoadTestLimits()
     """Limits and allowed targets for this tenant's LoadTests."""
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
-    """Retain (default) keeps the namespace when the Tenant is deleted; Delete removes it."""
+    """Retain (default) keeps the namespace when the Tenant is deleted; Delete removes it if this
+    Tenant created it (an adopted namespace is kept, only the guard rails go)."""
 
 
 class TenantConditionType(StrEnum):
     READY = "Ready"
-    """True: every child exists as specified. False: one failed (see reason). Unknown: not reconciled."""
+    """True: every child exists as specified. False: one failed, or the Tenant was refused (see
+    reason). Unknown: not reconciled."""
+    ACCEPTED = "Accepted"
+    """Whether the Tenant may have its namespace.
+    True: NamespaceClaimed: the namespace is this Tenant's (it created it, or adopted it).
+    False: refused for good, and nothing was changed: InvalidSpec (including a system namespace), or
+    NamespaceTaken (the namespace is another Tenant's, or exists and ``adopt`` is not set); the
+    message names the owner and what to do. Rechecked every 30 s."""
     NAMESPACE_READY = "NamespaceReady"
     """The Namespace. True: applied. False: the apply failed. Unknown: not applied yet."""
     QUOTA_READY = "QuotaReady"
@@ -186,6 +200,14 @@ class TenantReason(StrEnum):
     """Unknown: the child has not been applied yet."""
     NOT_REQUESTED = "NotRequested"
     """True: the spec asks for no such child, so there is nothing to apply."""
+    NAMESPACE_CLAIMED = "NamespaceClaimed"
+    """Accepted is True: the namespace is labelled as this Tenant's (created by it, or adopted)."""
+    NAMESPACE_TAKEN = "NamespaceTaken"
+    """Accepted and Ready are False: the namespace belongs to another Tenant, or exists and belongs
+    to none while ``adopt`` is not set; nothing was changed."""
+    INVALID_SPEC = "InvalidSpec"
+    """Accepted and Ready are False: the spec fails a check the schema cannot express (e.g. it
+    names a system namespace); nothing was changed."""
     ALL_CHILDREN_READY = "AllChildrenReady"
     """Ready is True: every child is in place."""
     CHILDREN_NOT_READY = "ChildrenNotReady"

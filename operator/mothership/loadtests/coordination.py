@@ -52,6 +52,7 @@ import kopf
 from pydantic import ValidationError
 
 from mothership import errors, metrics
+from mothership import labels as std
 from mothership.api.common import Manifest, Owner, invalid_spec_message
 from mothership.api.loadtest import (
     FINAL_PHASES,
@@ -151,19 +152,26 @@ def validate(body: Mapping[str, Any]) -> LoadTest:
 
 
 async def tenant_limits(kube: Kube, namespace: str) -> LoadTestLimits:
-    """The ``loadTests`` limits of the Tenant whose namespace this is (its spec.namespace or name).
+    """The ``loadTests`` limits of the one Tenant that owns this namespace.
 
-    A namespace no Tenant owns gets the defaults: only in-namespace Services,
-    and the default worker and virtual-user caps.
+    The owner is the Tenant the Namespace is labelled for (``mothership.dev/tenant``,
+    which only the Tenant controller writes, and only for the Tenant whose claim it
+    accepted), and that Tenant must still name this namespace. Another Tenant whose
+    spec merely names it is no owner. A namespace no Tenant owns gets the defaults:
+    only in-namespace Services, and the default worker and virtual-user caps.
     """
-    for tenant in await kube.list("Tenant"):
-        spec = tenant.get("spec") or {}
-        if (spec.get("namespace") or (tenant.get("metadata") or {}).get("name")) == namespace:
-            try:
-                return LoadTestLimits.model_validate(spec.get("loadTests") or {})
-            except ValidationError:
-                return LoadTestLimits()
-    return LoadTestLimits()
+    ns = await kube.get("Namespace", namespace)
+    owner = (((ns or {}).get("metadata") or {}).get("labels") or {}).get(std.TENANT)
+    if not owner:
+        return LoadTestLimits()
+    tenant = await kube.get("Tenant", owner)
+    spec = (tenant or {}).get("spec") or {}
+    if tenant is None or (spec.get("namespace") or owner) != namespace:
+        return LoadTestLimits()
+    try:
+        return LoadTestLimits.model_validate(spec.get("loadTests") or {})
+    except ValidationError:
+        return LoadTestLimits()
 
 
 def refusal_for(spec: LoadTestSpec, namespace: str, limits: LoadTestLimits,

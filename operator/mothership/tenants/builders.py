@@ -19,6 +19,12 @@ child, not only the Namespace:
   server-side apply). The ``mothership.dev/tenant`` label, on every child, is
   how the handler finds them either way.
 
+The Namespace is the exception, because a Tenant may adopt one that existed
+before it (``spec.adopt``): it carries the ownerReference, and the annotation
+``mothership.dev/created-by-tenant``, only when this Tenant created it
+(``created``, decided by ``tenants.status.claim``), so neither the garbage
+collector nor ``Delete`` ever removes a namespace the Tenant did not make.
+
 The guard rails live inside the tenant's namespace under one fixed name,
 ``CHILD_NAME``, so a long Tenant name can never push them past a name limit.
 What this module must not know: kopf, the kube client, or how status is read.
@@ -30,6 +36,9 @@ from mothership import labels as std
 from mothership.api.common import Manifest, Owner
 from mothership.api.tenant import DeletionPolicy, IsolationMode, SubjectKind, Tenant
 
+CREATED_BY = "mothership.dev/created-by-tenant"
+"""Annotation on a Namespace a Tenant created (not adopted): the Tenant's name. Only then may
+``deletionPolicy: Delete`` delete it."""
 CHILD_NAME = "mothership"
 """Name of the ResourceQuota, LimitRange, NetworkPolicy and RoleBinding in the tenant's namespace."""
 OWNER_ROLE = "edit"
@@ -76,29 +85,59 @@ def owner_references(tenant: Tenant, owner: Owner) -> list[Manifest]:
     return []
 
 
-def _metadata(tenant: Tenant, owner: Owner, *, namespaced: bool = True,
-              extra_labels: dict[str, str] | None = None) -> Manifest:
-    meta: Manifest = {"name": CHILD_NAME if namespaced else namespace_name(tenant)}
-    if namespaced:
-        meta["namespace"] = namespace_name(tenant)
-    meta["labels"] = std.ordered({**labels(tenant), **(extra_labels or {})})
+def _metadata(tenant: Tenant, owner: Owner) -> Manifest:
+    """Metadata of a guard rail: its fixed name in the tenant's namespace, labels, owner per policy."""
+    meta: Manifest = {"name": CHILD_NAME, "namespace": namespace_name(tenant), "labels": labels(tenant)}
     refs = owner_references(tenant, owner)
     if refs:
         meta["ownerReferences"] = refs
     return meta
 
 
-def build_namespace(tenant: Tenant, owner: Owner) -> Manifest:
-    """The Namespace, enforcing Pod Security ``restricted`` (and auditing and warning on it)."""
-    pod_security = {}
+def _pod_security() -> dict[str, str]:
+    out = {}
     for mode in ("audit", "enforce", "warn"):
-        pod_security[f"pod-security.kubernetes.io/{mode}"] = POD_SECURITY_LEVEL
-        pod_security[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+        out[f"pod-security.kubernetes.io/{mode}"] = POD_SECURITY_LEVEL
+        out[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    return out
+
+
+def namespace_to_create(tenant: Tenant) -> Manifest:
+    """The Namespace as first created (a plain create, so two Tenants cannot both make it).
+
+    Only what never changes for this Tenant: its labels (Pod Security included)
+    and the ``CREATED_BY`` annotation; no ownerReference, since whoever creates
+    an object keeps its fields, and ``deletionPolicy`` may later turn Retain.
+    The apply that follows adds the rest.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": _metadata(tenant, owner, namespaced=False, extra_labels=pod_security),
+        "metadata": {
+            "name": namespace_name(tenant),
+            "labels": std.ordered({**labels(tenant), **_pod_security()}),
+            "annotations": {CREATED_BY: tenant_name(tenant)},
+        },
     }
+
+
+def build_namespace(tenant: Tenant, owner: Owner, *, created: bool) -> Manifest:
+    """The Namespace, enforcing Pod Security ``restricted`` (and auditing and warning on it).
+
+    ``created``: this Tenant made the namespace (it did not adopt it). Only then
+    does it carry the ``CREATED_BY`` annotation and, under ``Delete``, the
+    Tenant's ownerReference.
+    """
+    meta: Manifest = {
+        "name": namespace_name(tenant),
+        "labels": std.ordered({**labels(tenant), **_pod_security()}),
+    }
+    if created:
+        meta["annotations"] = {CREATED_BY: tenant_name(tenant)}
+        refs = owner_references(tenant, owner)
+        if refs:
+            meta["ownerReferences"] = refs
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def build_resource_quota(tenant: Tenant, owner: Owner) -> Manifest | None:
@@ -199,10 +238,11 @@ def wanted_kinds(tenant: Tenant) -> list[str]:
     return [kind for kind, yes in wanted.items() if yes]
 
 
-def build_children(tenant: Tenant, owner: Owner, operator_namespace: str) -> list[Manifest]:
+def build_children(tenant: Tenant, owner: Owner, operator_namespace: str, *, created: bool) -> list[Manifest]:
     """The Namespace first (the rest live in it), then ResourceQuota, LimitRange,
-    NetworkPolicy and RoleBinding, the optional ones only when the spec asks."""
-    children = [build_namespace(tenant, owner)]
+    NetworkPolicy and RoleBinding, the optional ones only when the spec asks.
+    ``created`` shapes the Namespace alone (see :func:`build_namespace`)."""
+    children = [build_namespace(tenant, owner, created=created)]
     for child in (
         build_resource_quota(tenant, owner),
         build_limit_range(tenant, owner),

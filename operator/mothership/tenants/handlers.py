@@ -11,12 +11,19 @@ Here we only apply and report:
   :func:`reconcile`: Namespace first (everything else lives in it), then the
   rest concurrently with server-side apply.
 - ``spec.deletionPolicy`` on delete (kopf holds our finalizer until we return):
-  ``Delete`` deletes the namespace and with it everything inside; ``Retain``
-  first strips the Tenant's ownerReference from every child, so the garbage
-  collector has nothing to collect and the tenant's apps keep running.
+  ``Delete`` deletes the namespace and with it everything inside, if this
+  Tenant created it (an adopted one is kept; its owned guard rails go with the
+  Tenant); ``Retain`` first strips the Tenant's ownerReference from every
+  child, so the garbage collector has nothing to collect and the tenant's apps
+  keep running.
 
-A Tenant may not claim a system namespace or the operator's own; that is
-refused as InvalidSpec, since ``Delete`` would otherwise take it with it.
+Before anything is applied, the Namespace is read and ``status.claim`` decides
+whether it is this Tenant's (new, labelled as its own, or adopted with
+``spec.adopt``). A namespace that does not exist is created with a plain
+create first, so of two Tenants racing for a name one gets 409 and is then
+refused. Any other namespace is refused as NamespaceTaken (Accepted=False,
+one Warning Event) and nothing is touched; the timer rechecks it. A system
+namespace or the operator's own is refused as InvalidSpec, adopt or not.
 Status is written by us under a per-Tenant lock (as for Apps: the timer and
 the change handler must not overwrite each other's newer status).
 """
@@ -43,7 +50,7 @@ from mothership.api.common import (
     conditions_of,
     invalid_spec_message,
 )
-from mothership.api.tenant import DeletionPolicy, Tenant, TenantStatus
+from mothership.api.tenant import DeletionPolicy, Tenant, TenantConditionType, TenantReason
 from mothership.children import apply_children
 from mothership.kube import KINDS, ApiError, Kube, carries, kind_of, merge_patch
 from mothership.tenants import builders, status
@@ -126,7 +133,9 @@ async def guard_rail_event(
                                             if k in owner})
         except ValidationError:
             return  # tenant_changed reports an invalid spec
-        wanted = builders.build_children(tenant, Owner.of(owner), memo.config.operator_namespace)
+        # Only the namespaced guard rails are compared here; ``created`` shapes the Namespace alone.
+        wanted = builders.build_children(tenant, Owner.of(owner), memo.config.operator_namespace,
+                                         created=False)
         desired = next((m for m in wanted if m["kind"] == body.get("kind")
                         and m["metadata"]["name"] == body.metadata.name), None)
         if desired is None or carries(dict(body), desired):
@@ -166,7 +175,18 @@ async def tenant_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
                 if namespace in _protected(memo):
                     logger.warning("not deleting protected namespace %s", namespace)
                     return
-                if await kube.delete(KINDS["Namespace"], namespace):
+                observed = await kube.get(KINDS["Namespace"], namespace)
+                if observed is None:
+                    return
+                holder = status.holder(observed)
+                if holder != body.metadata.name:
+                    whose = f"Tenant {holder}'s" if holder else "no Tenant's"
+                    logger.info(f"deletionPolicy Delete: namespace {namespace} is {whose}, "
+                                f"not this one's; left alone")
+                elif not status.created_by(body.metadata.name, body.metadata.uid, observed):
+                    logger.info(f"deletionPolicy Delete: namespace {namespace} was adopted, not created, "
+                                f"by this Tenant; kept (the Tenant's guard rails go with it)")
+                elif await kube.delete(KINDS["Namespace"], namespace):
                     logger.info(f"deletionPolicy Delete: deleting namespace {namespace} and its contents")
             else:
                 released = await orphan_children(kube, raw, memo.config.operator_namespace)
@@ -179,6 +199,10 @@ async def tenant_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
 # --- The reconcile ---------------------------------------------------------------------------
 
 
+class Refused(kopf.PermanentError):
+    """The Tenant was refused (InvalidSpec, NamespaceTaken): recorded as conditions and one Event."""
+
+
 async def _run(body: Manifest, memo: kopf.Memo, log: Any, *, raise_errors: bool) -> None:
     rt = runtime(memo)
     name = body["metadata"]["name"]
@@ -186,13 +210,20 @@ async def _run(body: Manifest, memo: kopf.Memo, log: Any, *, raise_errors: bool)
         return
     with metrics.reconciling("tenant"):
         async with rt.lock(name):
-            new, error = await reconcile(body, memo.kube, memo.config.operator_namespace,
-                                         _previous(rt, body), _protected(memo), rt.built)
-            await _write(memo.kube, rt, body, new)
+            try:
+                new, error = await reconcile(body, memo.kube, memo.config.operator_namespace,
+                                             _previous(rt, body), _protected(memo), rt.built)
+            except ApiError as exc:  # reading or creating the Namespace: nothing decided, nothing to write
+                new, error = None, errors.classify(exc)
+            if new is not None:
+                await _write(memo.kube, rt, body, new)
         if error is not None:
             if raise_errors:
                 raise error
-            log.warning(f"drift repair failed: {error}")
+            if isinstance(error, Refused):
+                log.debug(f"still refused: {error}")  # its one Event is posted; a Warning would post another
+            else:
+                log.warning(f"drift repair failed: {error}")
 
 
 async def reconcile(
@@ -215,14 +246,22 @@ async def reconcile(
         tenant = Tenant.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")
                                         if k in body})
     except ValidationError as exc:
-        return await _refuse(kube, body, generation, invalid_spec_message(exc), previous)
+        return await _refuse(kube, body, generation, TenantReason.INVALID_SPEC, invalid_spec_message(exc),
+                             previous)
     namespace = tenant.spec.namespace or meta["name"]
     if namespace in protected:
-        return await _refuse(kube, body, generation,
+        return await _refuse(kube, body, generation, TenantReason.INVALID_SPEC,
                              f"spec.namespace: {namespace} is a system or operator namespace; "
-                             f"a Tenant may not claim it", previous)
+                             f"a Tenant may not claim it, adopt or not", previous)
+    claim, observed_namespace = await claim_namespace(kube, tenant)
+    if not claim.accepted:
+        return await _refuse(kube, body, generation, TenantReason.NAMESPACE_TAKEN, claim.message, previous)
 
-    children = builders.build_children(tenant, Owner.of(body), operator_namespace)
+    children = builders.build_children(tenant, Owner.of(body), operator_namespace, created=claim.created)
+    if claim.adopting and observed_namespace is not None:
+        # The first apply of an adoption overwrites the labels only if the namespace is still the one
+        # judged unowned: had another Tenant adopted it meanwhile, this is a 409 and the next try refuses.
+        children[0]["metadata"]["resourceVersion"] = observed_namespace["metadata"]["resourceVersion"]
     # The Namespace first: everything else lives in it, and would 404 without it.
     first = [m for m in children if not kind_of(m).namespaced]
     rest = [m for m in children if kind_of(m).namespaced]
@@ -230,9 +269,27 @@ async def reconcile(
     applied, observed, failure = outcome.messages, outcome.observed, outcome.failure
     if failure is None:
         await _prune(kube, tenant, {m["kind"] for m in children}, built)
-    new = status.compute(tenant, generation, applied, observed.get("ResourceQuota"), _now(), previous)
+    new = status.compute(tenant, generation, applied, observed.get("ResourceQuota"), _now(), previous,
+                         accepted=claim)
     wire = new.wire()
     return wire, (errors.classify(failure) if failure else None)
+
+
+async def claim_namespace(kube: Kube, tenant: Tenant) -> tuple[status.Claim, Manifest | None]:
+    """Read the Namespace (creating it when absent) and decide the claim; returns it and the Namespace.
+
+    An absent namespace is created with a plain create of what never changes
+    (labels and the ``CREATED_BY`` annotation), not an apply: if another Tenant
+    created it between our GET and our create, the create is a 409 and the
+    claim is decided again on what that Tenant made.
+    """
+    name = builders.namespace_name(tenant)
+    observed = await kube.get(KINDS["Namespace"], name)
+    if observed is None:
+        observed = await kube.create(builders.namespace_to_create(tenant))
+        if observed is None:
+            observed = await kube.get(KINDS["Namespace"], name)
+    return status.claim(tenant, observed), observed
 
 
 async def _prune(kube: Kube, tenant: Tenant, kinds: set[str], built: dict[str, set[str]] | None) -> None:
@@ -256,8 +313,8 @@ async def orphan_children(kube: Kube, body: Manifest, operator_namespace: str) -
     try:
         tenant = Tenant.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")
                                         if k in body})
-        targets = [(kind_of(m), m["metadata"]["name"], m["metadata"].get("namespace"))
-                   for m in builders.build_children(tenant, Owner.of(body), operator_namespace)]
+        children = builders.build_children(tenant, Owner.of(body), operator_namespace, created=False)
+        targets = [(kind_of(m), m["metadata"]["name"], m["metadata"].get("namespace")) for m in children]
     except ValidationError:
         ns = (body.get("spec") or {}).get("namespace") or body["metadata"]["name"]
         targets = [(KINDS["Namespace"], ns, None)]
@@ -280,19 +337,20 @@ async def orphan_children(kube: Kube, body: Manifest, operator_namespace: str) -
 
 
 async def _refuse(
-    kube: Kube, body: Manifest, generation: int, message: str, previous: list[Condition]
+    kube: Kube, body: Manifest, generation: int, reason: TenantReason, message: str,
+    previous: list[Condition],
 ) -> tuple[Manifest, Exception]:
-    """Record an InvalidSpec (Ready=False) and an Event; touch nothing; kopf will not retry."""
-    await kube.post_event(body, reason="InvalidSpec", message=message, type="Warning")
-    now = _now()
-    since = next((c.last_transition_time for c in previous
-                  if c.type == "Ready" and c.status == ConditionStatus.FALSE and c.reason == "InvalidSpec"),
-                 now)
-    ready = Condition(type="Ready", status=ConditionStatus.FALSE, reason="InvalidSpec", message=message,
-                      observed_generation=generation, last_transition_time=since)
-    others = [c for c in previous if c.type != "Ready"]
-    st = TenantStatus(observed_generation=generation, conditions=[ready, *others])
-    return st.wire(), kopf.PermanentError(message)
+    """Record a refusal (Accepted and Ready False) and touch nothing; kopf will not retry, the timer rechecks.
+
+    The Warning Event is posted once per refusal, not on every timer tick: only
+    when Accepted did not already say the same.
+    """
+    said = next((c for c in previous if c.type == TenantConditionType.ACCEPTED.value), None)
+    if said is None or (said.status, said.reason, said.message) != (ConditionStatus.FALSE, reason.value,
+                                                                      message):
+        await kube.post_event(body, reason=reason.value, message=message, type="Warning")
+    st = status.refused(reason, message, generation, _now(), previous)
+    return st.wire(), Refused(f"{reason.value}: {message}")
 
 
 async def _write(kube: Kube, rt: Runtime, body: Manifest, new: Manifest) -> None:

@@ -1,6 +1,16 @@
-"""A Tenant's status from what happened when its children were applied.
+"""A Tenant's claim on its namespace, and its status from what happened when its children were applied.
 
-Why pure: the handler applies the children, records for each kind whether the
+Why pure: before anything is applied, the handler reads the Namespace (one
+GET) and ``claim`` decides whether this Tenant may have it, from its labels
+and annotations alone: a namespace that does not exist yet, or is labelled
+``mothership.dev/tenant`` with this Tenant's name, is claimed; an unlabelled
+one only with ``spec.adopt``; one labelled for another Tenant never. A refusal
+is ``refused``: Accepted and Ready False, and nothing is applied. Whether the
+Tenant *created* the namespace (so ``deletionPolicy: Delete`` may delete it)
+is the ``CREATED_BY`` annotation, which is written in the very request that
+creates the namespace, so an operator dying at any point cannot lose it.
+
+Then the handler applies the children, records for each kind whether the
 API server took it (``applied``: kind -> None, or the error message) and reads
 the ResourceQuota back; ``compute`` turns that into one condition per child
 (NamespaceReady, QuotaReady, LimitsReady, IsolationReady, AccessReady), an
@@ -16,6 +26,11 @@ Must not know: kopf, the kube client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mothership import labels as std
 from mothership.api.common import Condition, ConditionStatus, Manifest, make_condition
 from mothership.api.tenant import Tenant, TenantConditionType, TenantReason, TenantStatus
 
@@ -33,6 +48,101 @@ CHILD_CONDITIONS: list[tuple[str, TenantConditionType]] = [
 """Child kind -> the condition that reports on it, in the order conditions are listed."""
 
 _SPEC_FIELD = {v: k for k, v in builders.QUOTA_KEYS.items()}
+
+
+# --- The claim on the namespace ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Whether a Tenant may have its namespace, as :func:`claim` decided from the Namespace."""
+
+    accepted: bool
+    message: str
+    """For the Accepted condition: whose the namespace is, and what the tenant can do about it."""
+    created: bool = False
+    """The Tenant created the namespace (or is about to): only then may ``Delete`` delete it."""
+    adopting: bool = False
+    """Accepted, and the namespace is not labelled as this Tenant's yet: the first apply of an adoption."""
+    owner: str | None = None
+    """When refused, the Tenant the namespace belongs to (None: it belongs to none)."""
+
+
+def holder(namespace: Mapping[str, Any] | None) -> str | None:
+    """The Tenant a Namespace is labelled as belonging to, if any."""
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    value = labels.get(std.TENANT)
+    return str(value) if value else None
+
+
+def created_by(tenant_name: str, uid: str | None, namespace: Mapping[str, Any]) -> bool:
+    """Whether the Tenant ``tenant_name`` (with ``uid``) created this Namespace, which it holds.
+
+    The ``CREATED_BY`` annotation says so. A namespace that predates the
+    annotation counts as created when it carries the Tenant's own ownerReference:
+    that is what made ``Delete`` remove it before, and it is put there only by the
+    Tenant's apply.
+    """
+    meta = namespace.get("metadata") or {}
+    if holder(namespace) != tenant_name:
+        return False
+    annotations = meta.get("annotations") or {}
+    if builders.CREATED_BY in annotations:
+        return bool(annotations[builders.CREATED_BY] == tenant_name)
+    return uid is not None and any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or [])
+
+
+def claim(tenant: Tenant, namespace: Mapping[str, Any] | None) -> Claim:
+    """May ``tenant`` have its namespace, as the API server has it (None: it does not exist)?
+
+    - absent: yes, and it creates it;
+    - labelled as this Tenant's: yes (created or adopted, as before);
+    - labelled as another Tenant's: no, NamespaceTaken, ``adopt`` or not;
+    - unlabelled: only with ``spec.adopt``, and never as created.
+    """
+    name = builders.namespace_name(tenant)
+    me = builders.tenant_name(tenant)
+    uid = tenant.metadata.get("uid")
+    created = (f"Namespace {name} was created by this Tenant; deletionPolicy Delete deletes it with "
+               f"the Tenant.")
+    adopted = (f"Namespace {name} is this Tenant's, adopted: it was not created by this Tenant, so deleting "
+               f"the Tenant never deletes it, whatever deletionPolicy says.")
+    if namespace is None:
+        return Claim(True, created, created=True)
+    owner = holder(namespace)
+    if owner == me:
+        if created_by(me, uid, namespace):
+            return Claim(True, created, created=True)
+        return Claim(True, adopted)
+    if owner is not None:
+        return Claim(False, f"Namespace {name} belongs to Tenant {owner} (label {std.TENANT}={owner}); "
+                            f"nothing was changed. Choose another spec.namespace; spec.adopt cannot take "
+                            f"a namespace from another Tenant.", owner=owner)
+    if tenant.spec.adopt:
+        return Claim(True, adopted, adopting=True)
+    return Claim(False, f"Namespace {name} already exists and belongs to no Tenant; nothing was changed. "
+                        f"Set spec.adopt: true to adopt it (its pods then fall under this Tenant's quota, "
+                        f"limits, isolation and owners), or choose another spec.namespace.")
+
+
+def refused(reason: TenantReason, message: str, generation: int, now: str,
+            previous: list[Condition]) -> TenantStatus:
+    """The status of a Tenant refused for good: Accepted and Ready False with ``reason``.
+
+    Nothing was applied, so there is no namespace or usage to report; the
+    other conditions stay as they were.
+    """
+    conditions = [
+        make_condition(type_.value, ConditionStatus.FALSE, reason.value, message,
+                       generation=generation, now=now, previous=previous)
+        for type_ in (TenantConditionType.READY, TenantConditionType.ACCEPTED)
+    ]
+    decided = {c.type for c in conditions}
+    others = [c for c in previous if c.type not in decided]
+    return TenantStatus(observed_generation=generation, conditions=[*conditions, *others])
+
+
+# --- The children ------------------------------------------------------------------------------
 
 
 def usage(quota: Manifest | None) -> dict[str, str]:
@@ -88,13 +198,16 @@ def compute(
     quota: Manifest | None,
     now: str,
     previous: list[Condition],
+    *,
+    accepted: Claim,
 ) -> TenantStatus:
-    """The Tenant's status: namespace, quota usage, and a condition per child plus Ready.
+    """The Tenant's status: namespace, quota usage, Accepted, and a condition per child plus Ready.
 
     ``applied`` maps a child kind to None (applied fine) or the API server's
     error message; ``quota`` is the ResourceQuota as read back (None when there
     is none); ``now`` is an RFC 3339 time, used only for conditions whose
-    status changed since ``previous``.
+    status changed since ``previous``; ``accepted`` is the claim that let the
+    children be applied (a refused one is :func:`refused` instead).
     """
     children = [(type_, _child(tenant, kind, applied)) for kind, type_ in CHILD_CONDITIONS]
     failed = [message for _, (status, _, message) in children if status is F]
@@ -106,10 +219,12 @@ def compute(
     else:
         ready = (T, TenantReason.ALL_CHILDREN_READY.value,
                  f"Namespace {builders.namespace_name(tenant)} and its guard rails are in place.")
+    claimed = (T, TenantReason.NAMESPACE_CLAIMED.value, accepted.message)
     conditions = [
         make_condition(type_.value, status, reason, message,
                        generation=generation, now=now, previous=previous)
-        for type_, (status, reason, message) in [(TenantConditionType.READY, ready), *children]
+        for type_, (status, reason, message) in [(TenantConditionType.READY, ready),
+                                                  (TenantConditionType.ACCEPTED, claimed), *children]
     ]
     return TenantStatus(
         namespace=builders.namespace_name(tenant),
