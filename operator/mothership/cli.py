@@ -171,7 +171,13 @@ def loadtest_run(
                      help="Worker i serves /metrics on 127.0.0.1:BASE+i (for Prometheus); default: free."),
     ] = None,
 ) -> None:
-    """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise."""
+    """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise.
+
+    No allow-list applies to a local run: the workers load whatever spec.target.url (or --target)
+    names, from this machine, with your network access. In a cluster the operator enforces it: a
+    LoadTest may aim only at an existing, non-ExternalName Service of its own namespace, or at a host
+    matching the Tenant's spec.loadTests.allowedTargets (or the operator's --allowed-targets).
+    """
     import asyncio
     import json
     import logging

@@ -77,6 +77,14 @@ def test_an_app_target_cannot_run_locally_without_a_url(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "could not run: spec.target.app needs --target" in result.stderr
 
 
+def test_help_says_a_local_run_has_no_allow_list_and_the_cluster_enforces_the_tenants() -> None:
+    result = CliRunner().invoke(app, ["loadtest", "run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "No allow-list applies to a local run" in text
+    assert "spec.loadTests.allowedTargets" in text
+
+
 def test_target_and_demo_target_are_exclusive(tmp_path: Path) -> None:
     result = run("-f", str(write_spec(tmp_path)), "--target", "http://127.0.0.1:1", "--demo-target")
     assert result.exit_code == 2 and "not both" in result.stderr

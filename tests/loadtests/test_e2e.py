@@ -279,6 +279,98 @@ async def test_a_disallowed_target_is_refused_with_an_event_and_no_job(
     assert await api.get("Job", builders.job_name("wide"), ns) is None
 
 
+async def refused(api: Kube, namespace: str, name: str) -> str:
+    """Wait for ``name`` to be refused as TargetNotAllowed with no child made; its message."""
+    status = await until_phase(api, namespace, name, *FINAL, timeout=15)
+    assert status["phase"] == "Errored", status
+    accepted = condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "TargetNotAllowed"), accepted
+    for kind, child in (("Job", builders.job_name(name)), ("ConfigMap", builders.plan_name(name)),
+                        ("Secret", builders.token_name(name))):
+        assert await api.get(kind, child, namespace) is None, f"{kind} {child} must not exist"
+    return str(accepted["message"])
+
+
+async def test_a_host_that_only_looks_like_a_service_of_the_namespace_is_refused_naming_host_and_rule(
+        api: Kube, tenant_namespace: str) -> None:
+    """``anything.<ns>`` is Service ``anything`` of the namespace only if it exists; when the
+    namespace is ``dev`` the same form is a public domain (see test_targets)."""
+    ns = tenant_namespace
+    await api.apply(loadtest("lookalike", ns, f"https://anything.{ns}/"))
+    message = await refused(api, ns, "lookalike")
+    assert f"target host anything.{ns} is not in namespace {ns}" in message, message
+    assert f"Service anything in namespace {ns} does not exist" in message, message
+    assert "allowed: 127.0.0.1:*" in message and "spec.loadTests.allowedTargets" in message, message
+
+
+async def test_an_external_name_service_of_the_namespace_is_refused_naming_where_it_points(
+        api: Kube, tenant_namespace: str) -> None:
+    """A tenant with ``edit`` can make a DNS alias to anywhere; its in-namespace name is no way round."""
+    ns = tenant_namespace
+    await api.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias", "namespace": ns},
+                     "spec": {"type": "ExternalName", "externalName": "evil.example.com"}})
+    for name, url in (("alias-short", f"http://alias.{ns}"),
+                      ("alias-fqdn", f"http://alias.{ns}.svc.cluster.local:80")):
+        await api.apply(loadtest(name, ns, url))
+        message = await refused(api, ns, name)
+        assert "Service alias is an ExternalName Service (to evil.example.com)" in message, message
+
+
+async def test_a_cluster_ip_service_of_the_namespace_is_accepted_by_its_short_name(
+        cluster: Cluster, api: Kube, tenant_namespace: str) -> None:
+    """No pattern needed, and the operator's one GET of the Service is within the chart's rules."""
+    ns = tenant_namespace
+    before = len(cluster.controlplane.audit()) if cluster.controlplane is not None else 0
+    await api.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+                     "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}})
+    await api.apply(loadtest("inside", ns, f"http://web.{ns}:80"))
+    assert await accepted_with_target(api, ns, "inside") == f"http://web.{ns}:80"
+    if cluster.controlplane is not None:
+        async def looked_up() -> bool:
+            return ("get", "", "services", "") in map(audit_triple, cluster.audit_since(before))
+
+        await wait_until(looked_up, timeout=5, interval=0.1, what="the operator's GET of Service web")
+        assert not rbac_problems(cluster.audit_since(before))
+    await delete_unstarted(api, ns, "inside")
+
+
+async def test_an_app_target_waits_for_the_app_and_its_service_then_is_accepted(
+        api: Kube, tenant_namespace: str) -> None:
+    ns = tenant_namespace
+    await api.apply(loadtest("for-app", ns, "unused", target={"app": "shop"}))
+    await api.apply({"apiVersion": "mothership.dev/v1alpha1", "kind": "App",
+                     "metadata": {"name": "shop", "namespace": ns},
+                     "spec": {"image": "ghcr.io/acme/shop:1.0", "port": 8080}})
+    url = await accepted_with_target(api, ns, "for-app", timeout=30)
+    assert url == f"http://shop.{ns}.svc.cluster.local:80"
+    await delete_unstarted(api, ns, "for-app")
+
+
+async def accepted_with_target(api: Kube, namespace: str, name: str, timeout: float = 15) -> str:
+    """Wait until ``name`` is judged, assert it was accepted; the target URL its Job was given."""
+    async def judged() -> dict[str, Any] | None:
+        status = await status_of(api, namespace, name)
+        found = [c for c in status.get("conditions") or [] if c["type"] == "Accepted"]
+        return found[0] if found and found[0]["status"] != "Unknown" else None
+
+    verdict = await wait_until(judged, timeout=timeout, interval=0.1, what=f"{name} to be judged")
+    assert verdict["status"] == "True", verdict
+    job = await api.get("Job", builders.job_name(name), namespace)
+    assert job is not None
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    return str(args[args.index("--target") + 1])
+
+
+async def delete_unstarted(api: Kube, namespace: str, name: str) -> None:
+    """Delete a test whose workers never ran (no pod runner) and wait until it is gone."""
+    await api.delete("LoadTest", name, namespace)
+
+    async def gone() -> bool:
+        return await api.get("LoadTest", name, namespace) is None
+
+    await wait_until(gone, timeout=20, interval=0.1, what=f"LoadTest {name} to go")
+
+
 @pytest.mark.xfail(strict=True, reason=(
     'the real Job controller (backoffLimit: 0) ends the other workers too, and they are named '
     '"Unreachable"; issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '

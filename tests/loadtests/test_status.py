@@ -33,6 +33,7 @@ from mothership.loadtests.status import (
     compute,
     worker_counts,
 )
+from mothership.loadtests.targets import ServiceLookup
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(seconds=10)
@@ -344,8 +345,8 @@ def test_a_worker_failure_shows_as_stopping_while_the_coordinator_winds_down() -
 
 
 def refusal(limits: LoadTestLimits | None = None, operator: tuple[str, ...] = (),
-            **over: Any) -> Refusal | None:
-    return coordination.refusal_for(spec(**over), "team-a", limits or LoadTestLimits(), operator)
+            service: ServiceLookup | None = None, **over: Any) -> Refusal | None:
+    return coordination.refusal_for(spec(**over), "team-a", limits or LoadTestLimits(), operator, service)
 
 
 def test_a_target_outside_the_namespace_is_refused_by_default_and_the_message_says_what_to_do() -> None:
@@ -356,9 +357,22 @@ def test_a_target_outside_the_namespace_is_refused_by_default_and_the_message_sa
     assert status.phase is LoadTestPhase.ERRORED
 
 
-def test_in_namespace_services_and_apps_are_always_allowed() -> None:
-    assert refusal(target={"url": "http://shop.team-a.svc.cluster.local:80"}) is None
-    assert refusal(target={"app": "shop"}) is None
+def test_existing_services_of_the_namespace_and_apps_are_allowed_without_patterns() -> None:
+    shop = ServiceLookup.of("shop", {"spec": {"type": "ClusterIP"}})
+    assert refusal(target={"url": "http://shop.team-a.svc.cluster.local:80"}, service=shop) is None
+    assert refusal(target={"app": "shop"}, service=shop) is None
+
+
+def test_a_missing_or_external_name_service_is_refused_but_an_apps_missing_service_is_waited_for() -> None:
+    missing = ServiceLookup.of("shop", None)
+    alias = ServiceLookup.of("shop", {"spec": {"type": "ExternalName", "externalName": "evil.example.com"}})
+    found = refusal(target={"url": "http://shop.team-a"}, service=missing)
+    assert found is not None and found.reason is R.TARGET_NOT_ALLOWED
+    assert "Service shop in namespace team-a does not exist" in found.message
+    assert refusal(target={"app": "shop"}, service=missing) is None  # launch waits for it
+    for target in ({"url": "http://shop.team-a"}, {"app": "shop"}):
+        found = refusal(target=target, service=alias)
+        assert found is not None and "ExternalName Service (to evil.example.com)" in found.message
 
 
 def test_the_tenants_patterns_and_the_operators_both_allow_a_target() -> None:

@@ -9,8 +9,10 @@ the run itself by ``loadgen.coordinator`` (which knows nothing of Kubernetes).
 
 Two entry points:
 
-- :func:`launch` (on create and resume): validate the spec, resolve and check
-  the target against the Tenant's and the operator's allow-lists and the
+- :func:`launch` (on create and resume): validate the spec, resolve the target,
+  GET the Service its host names in this namespace (one call, when it names
+  one; ``targets`` decides, knowing whether it exists and is ``ExternalName``),
+  and check it against the Tenant's and the operator's allow-lists and the
   Tenant's limits. A refusal is written as ``Accepted=False`` plus a Warning
   Event, and raised as ``kopf.PermanentError``; nothing is created. Otherwise
   apply the plan ConfigMap and the token Secret (the token is generated once
@@ -174,12 +176,30 @@ async def tenant_limits(kube: Kube, namespace: str) -> LoadTestLimits:
         return LoadTestLimits()
 
 
-def refusal_for(spec: LoadTestSpec, namespace: str, limits: LoadTestLimits,
-                operator_targets: Sequence[str]) -> Refusal | None:
-    """Why this spec may not run here (target, workers, virtual users), or None. Pure."""
-    url = targets.resolve(spec, namespace)
+async def lookup_service(kube: Kube, spec: LoadTestSpec, namespace: str) -> targets.ServiceLookup | None:
+    """What the API says about the Service of ``namespace`` the target's host names (one GET), or
+    None when the host names none (see ``targets.service_named``)."""
+    name = targets.service_named(targets.host_of(targets.resolve(spec, namespace)), namespace)
+    if name is None:
+        return None
     try:
-        targets.check(url, namespace, [*limits.allowed_targets, *operator_targets])
+        return targets.ServiceLookup.of(name, await kube.get("Service", name, namespace))
+    except ApiError as exc:
+        raise errors.classify(exc) from exc
+
+
+def refusal_for(spec: LoadTestSpec, namespace: str, limits: LoadTestLimits,
+                operator_targets: Sequence[str], service: targets.ServiceLookup | None) -> Refusal | None:
+    """Why this spec may not run here (target, workers, virtual users), or None. Pure.
+
+    ``service`` is :func:`lookup_service`'s answer. An App's Service that does not
+    exist yet is no refusal: :func:`launch` waits for it (the App controller makes it).
+    """
+    url = targets.resolve(spec, namespace)
+    app_pending = spec.target.app is not None and service is not None and not service.exists
+    try:
+        if not app_pending:
+            targets.check(url, namespace, [*limits.allowed_targets, *operator_targets], service)
     except targets.TargetNotAllowed as exc:
         return Refusal(LoadTestReason.TARGET_NOT_ALLOWED, str(exc))
     workers = spec.worker_count()
@@ -251,7 +271,8 @@ async def launch(body: Mapping[str, Any], kube: Kube, config: Config,
         limits = await tenant_limits(kube, namespace)
     except ApiError as exc:
         raise errors.classify(exc) from exc
-    refusal = refusal_for(spec, namespace, limits, config.allowed_targets)
+    service = await lookup_service(kube, spec, namespace)
+    refusal = refusal_for(spec, namespace, limits, config.allowed_targets, service)
     if refusal is not None:
         raise await refuse(kube, body, refusal, spec, logger)
     accepted = condition(previous, LoadTestConditionType.ACCEPTED)
@@ -271,6 +292,9 @@ async def launch(body: Mapping[str, Any], kube: Kube, config: Config,
         if app is None:
             raise kopf.TemporaryError(f"App {spec.target.app} does not exist in {namespace} yet; waiting",
                                       delay=5)
+        if service is not None and not service.exists:
+            raise kopf.TemporaryError(f"the Service of App {spec.target.app} does not exist in {namespace} "
+                                      f"yet; waiting", delay=5)
     url = targets.resolve(spec, namespace)
     owner = Owner.of(dict(body))
     token = await read_token(kube, namespace, name) or secrets.token_urlsafe(32)
