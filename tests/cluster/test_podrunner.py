@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.conftest import wait_until
-from tests.loadtests.conftest import ALLOWED, DemoTargetProcess, demo_target_process, target
+from tests.loadtests.conftest import DemoTargetProcess, adopt_for_load_tests, demo_target_process, target
 from tests.loadtests.test_e2e import loadtest, until_phase
-from tests.operator.harness import Cluster, app, claimed, client
+from tests.operator.harness import Cluster, app, client
 from tests.podrunner import LEASE, NODE, NODE_LEASE_NAMESPACE, PodRunner
 
 from mothership.kube import KINDS, ApiError, Kind, Kube
@@ -46,12 +46,7 @@ HOLD = "mothership.dev/test-hold"
 @pytest.fixture
 async def tenant(api: Kube, namespace: str) -> AsyncIterator[str]:
     """A Tenant owning (adopting) the test namespace whose LoadTests may aim at 127.0.0.1."""
-    await api.apply({
-        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
-        "spec": {"namespace": namespace, "adopt": True, "isolation": {"mode": "none"},
-                 "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]}},
-    })
-    await wait_until(lambda: claimed(api, namespace, namespace), timeout=30, what="the Tenant's claim")
+    await adopt_for_load_tests(api, namespace)
     yield namespace
     await api.delete("Tenant", namespace)
 

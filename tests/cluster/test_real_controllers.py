@@ -17,7 +17,7 @@ import pytest
 import yaml
 from tests.conftest import wait_until
 from tests.controlplane import ControlPlane
-from tests.loadtests.conftest import ALLOWED, DemoTargetProcess, demo_target_process, target
+from tests.loadtests.conftest import DemoTargetProcess, adopt_for_load_tests, demo_target_process, target
 from tests.loadtests.test_e2e import FINAL, condition, loadtest, until_phase
 from tests.operator.harness import ROOT, Cluster, client, real_cluster
 from tests.podrunner import PodRunner
@@ -76,22 +76,11 @@ async def runner(cluster: Cluster, no_nodes: None, api: Kube, namespace: str, tm
         yield r
 
 
-async def own(api: Kube, namespace: str, **spec: Any) -> None:
-    """A Tenant owning (adopting) ``namespace`` whose LoadTests may aim at 127.0.0.1, with ``spec`` on top."""
-    await api.apply({
-        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
-        "spec": {"namespace": namespace, "adopt": True, "isolation": {"mode": "none"},
-                 "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]},
-                 **spec},
-    })
-    await wait_until(lambda: _ready(api, namespace), timeout=30, what="Tenant Ready")
-
-
 @pinned
 async def test_a_worker_killed_within_tolerated_failures_lets_the_others_finish(
         api: Kube, namespace: str, runner: PodRunner, target: DemoTargetProcess) -> None:
     """``backoffLimit: 0`` makes the real Job controller end every pod at the first failure."""
-    await own(api, namespace)
+    await adopt_for_load_tests(api, namespace)
     await api.apply(loadtest("tolerant", namespace, target.url, workers=3, virtualUsers=3, duration="8s",
                              toleratedWorkerFailures=1))
     await until_phase(api, namespace, "tolerant", "Running", timeout=TIMEOUT)
@@ -106,7 +95,8 @@ async def test_a_worker_killed_within_tolerated_failures_lets_the_others_finish(
 async def test_workers_beyond_the_tenant_quota_are_refused_at_once(
         api: Kube, namespace: str, runner: PodRunner, target: DemoTargetProcess) -> None:
     """Quota admission refuses the 3rd and 4th worker pods; the test must not wait for them."""
-    await own(api, namespace, quota={"cpu": "2", "memory": "4Gi"})
+    await adopt_for_load_tests(api, namespace, quota={"cpu": "2", "memory": "4Gi"})
+    await wait_until(lambda: _ready(api, namespace), timeout=30, what="Tenant Ready: the quota is there")
     await api.apply(loadtest("big", namespace, target.url, workers=4, virtualUsers=4, duration="30s",
                              resources={"cpu": "1", "memory": "256Mi"}))
     status = await until_phase(api, namespace, "big", "Errored", timeout=20)

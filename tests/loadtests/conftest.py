@@ -30,21 +30,27 @@ from tests.podrunner import PodRunner
 ALLOWED = "127.0.0.1:*"
 
 
+async def adopt_for_load_tests(api: Kube, namespace: str, **spec: Any) -> None:
+    """A Tenant of the same name adopting ``namespace``, whose LoadTests may aim at 127.0.0.1.
+
+    ``spec`` goes on top (e.g. a quota). LoadTests find their Tenant by the namespace's
+    label, so this waits until the Tenant has claimed it.
+    """
+    await api.apply({
+        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
+        "spec": {"namespace": namespace, "adopt": True, "isolation": {"mode": "none"},
+                 "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]},
+                 **spec},
+    })
+    await wait_until(lambda: claimed(api, namespace, namespace), timeout=30, what="the Tenant's claim")
+
+
 @pytest.fixture
 async def tenant_namespace(api: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port).
-
-    The namespace exists first, so the Tenant adopts it; LoadTests find their Tenant by the
-    namespace's label, so the fixture waits until the Tenant has claimed it.
-    """
+    """A namespace owned by a Tenant whose LoadTests may aim at 127.0.0.1 (any port)."""
     name = namespace_name("lt", request.node.name, 30)
     await api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    await api.apply({
-        "apiVersion": "mothership.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-        "spec": {"namespace": name, "adopt": True, "isolation": {"mode": "none"},
-                 "loadTests": {"maxWorkers": 5, "maxVirtualUsers": 100, "allowedTargets": [ALLOWED]}},
-    })
-    await wait_until(lambda: claimed(api, name, name), timeout=30, what="the Tenant's claim")
+    await adopt_for_load_tests(api, name)
     yield name
     await api.delete("Tenant", name)
     await api.delete("Namespace", name)

@@ -140,6 +140,8 @@ async def test_every_request_the_operator_made_was_allowed_by_the_charts_rules(
         "spec": {"target": {"url": "http://10.20.30.40/"}, "virtualUsers": 1, "duration": "1s",
                  "scenarios": [{"name": "s", "requests": [{"path": "/"}]}]}})
     await until(lambda: _phase(api, "evil", name, "Errored"), timeout=30, what="the LoadTest refused")
+    # The Warning Event is posted just after the status: wait for it, or the audit may miss it.
+    await until(lambda: _event(api, name, "TargetNotAllowed"), timeout=10, what="the refusal's Event")
 
     events = cluster.audit_since(before)
     assert events, "the audit log holds no request of the operator's"
@@ -158,6 +160,10 @@ async def _status(api: Kube, kind: str, name: str, namespace: str | None = None)
 
 async def _phase(api: Kube, name: str, namespace: str, phase: str) -> bool:
     return ((await _status(api, "LoadTest", name, namespace)) or {}).get("phase") == phase
+
+
+async def _event(api: Kube, namespace: str, reason: str) -> bool:
+    return any(e.get("reason") == reason for e in await api.list("Event", namespace))
 
 
 async def _gone(value: Awaitable[Any]) -> bool:
