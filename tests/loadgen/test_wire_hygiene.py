@@ -125,7 +125,8 @@ def test_a_validated_websocket_session_has_an_ascii_url_and_clean_handshake_head
         return
     prepared = prepare_session("http://127.0.0.1:8080/base", session)
     assert prepared.url.isascii() and not re.search(r"[\x00-\x20\x7f#]", prepared.url)
-    assert parse_url(prepared.url).resource_name == "/base" + wire_path(path)  # picows sends it as is
+    # picows sends the path as built, except an empty query (a lone "?"), which it drops.
+    assert parse_url(prepared.url).resource_name == ("/base" + wire_path(path)).removesuffix("?")
     for name, value in prepared.headers:
         assert TOKEN.fullmatch(name.encode())
         assert value.isascii() and not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value)
