@@ -8,6 +8,8 @@ refs, no ``additionalProperties`` beside ``properties``), and ``validate`` runs
 an object through the OpenAPI value validation (via jsonschema) plus every CEL
 rule (``x-kubernetes-validations``, via cel-python), returning errors keyed by
 field path the way ``kubectl apply`` prints them (``spec.autoscale.min``).
+Transition rules (those reading ``oldSelf``) run only when an old object is
+given, as on an update, and only where it had a value.
 Defaults are applied first, as the API server does before validation.
 """
 
@@ -127,13 +129,24 @@ def compile_rules(node: dict[str, Any], path: str = "") -> list[tuple[str, str]]
     return found
 
 
-def _cel_errors(node: dict[str, Any], value: Any, path: str) -> list[tuple[str, str]]:
+def is_transition_rule(rule: dict[str, Any]) -> bool:
+    """A rule that reads ``oldSelf``: the API server evaluates it only on an update, and only
+    where the old object had a value at that path."""
+    return re.search(r"\boldSelf\b", rule["rule"]) is not None
+
+
+def _cel_errors(node: dict[str, Any], value: Any, path: str, old: Any = None) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     if value is None:
         return errors
     for rule in node.get("x-kubernetes-validations", []):
+        activation = {"self": celpy.json_to_cel(value)}
+        if is_transition_rule(rule):
+            if old is None:
+                continue  # a create, or nothing to compare with at this path
+            activation["oldSelf"] = celpy.json_to_cel(old)
         try:
-            ok = _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
+            ok = _program(rule["rule"]).evaluate(activation)
         except Exception as exc:
             errors.append((path, f"rule {rule['rule']!r} failed to evaluate: {exc}"))
             continue
@@ -142,8 +155,10 @@ def _cel_errors(node: dict[str, Any], value: Any, path: str) -> list[tuple[str, 
     if isinstance(value, dict):
         for name, sub in node.get("properties", {}).items():
             if name in value:
-                errors += _cel_errors(sub, value[name], f"{path}.{name}" if path else name)
+                was = old.get(name) if isinstance(old, dict) else None
+                errors += _cel_errors(sub, value[name], f"{path}.{name}" if path else name, was)
     elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        # Items of an atomic list are not correlated with the old list's: no oldSelf in them.
         for i, item in enumerate(value):
             errors += _cel_errors(node["items"], item, f"{path}[{i}]")
     return errors
@@ -176,10 +191,16 @@ def _message(error: jsonschema.ValidationError) -> str:
     return str(error.message)
 
 
-def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field path, message) for every schema or CEL violation; empty when the object is valid."""
+def validate(crd: dict[str, Any], obj: dict[str, Any],
+             old: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(field path, message) for every schema or CEL violation; empty when the object is valid.
+
+    With ``old``, ``obj`` is judged as an update of it: transition rules (``oldSelf``) run too.
+    """
     schema = schema_of(crd)
     obj = apply_defaults(schema, copy.deepcopy(obj))
+    if old is not None:
+        old = apply_defaults(schema, copy.deepcopy(old))
     converted = _openapi_to_jsonschema(schema)
     # metadata is the API server's own; a CRD may only restrict name/generateName, never prune it.
     converted.get("properties", {}).get("metadata", {}).pop("additionalProperties", None)
@@ -187,4 +208,4 @@ def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[tuple[str, str]]:
     errors = [(_path(e), _message(e)) for e in validator.iter_errors(obj)]
     if errors:
         return errors  # the API server stops before CEL when the values are already invalid
-    return _cel_errors(schema, obj, "")
+    return _cel_errors(schema, obj, "", old)

@@ -29,7 +29,9 @@ Where each rule comes from:
   PodDisruptionBudget.
 - LoadTest: the plan ConfigMap, the control-token Secret (by name only: no
   list or watch on Secrets), the Indexed Job, reading the worker Pods (IPs,
-  readiness, termination messages), and an optional PodMonitor.
+  readiness, termination messages), an optional PodMonitor, the Tenant's
+  ResourceQuota (the quota pre-flight) and the Job's ``FailedCreate`` events
+  (a worker pod refused by quota admission).
 - Admission, not calls: children's ownerReferences set ``blockOwnerDeletion``,
   which the OwnerReferencesPermissionEnforcement plugin (OpenShift, hardened
   clusters) allows only with ``update`` on the owner's ``finalizers``.
@@ -83,8 +85,9 @@ RULES: list[Rule] = [
         "resources": ["customresourcedefinitions"],
         "verbs": READ,
     },
-    # kopf posts events for handler progress and errors; INFO and above reach tenants.
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    # kopf posts events for handler progress and errors; INFO and above reach tenants. A
+    # LoadTest lists its Job's FailedCreate events: quota admission refusing a worker pod.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "list"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     # Tenant: its namespace (kopf also lists and watches namespaces with --namespace).
     {

@@ -9,12 +9,15 @@ tests/data/invalid/ and stay quiet on every example a user is told to apply.
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mothership.api import crd as crdgen
+from mothership.api.loadtest import IMMUTABLE_MESSAGE
 from mothership.api.resources import ALL
 from tests import crdjudge
 
@@ -107,9 +110,9 @@ def _examples(kind: str) -> list[tuple[str, dict]]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_cel_rule_fires_on_some_invalid_sample(kind: str) -> None:
     crd = committed(kind)
-    messages = {
+    messages = {  # transition rules need an old object: see the update tests below
         rule["rule"]: rule["message"]
-        for _, rule in _rules_with_messages(crdjudge.schema_of(crd))
+        for _, rule in _rules_with_messages(crdjudge.schema_of(crd)) if not crdjudge.is_transition_rule(rule)
     }
     fired = {msg for doc in _invalid_samples(kind) for _, msg in crdjudge.validate(crd, doc)}
     silent = [rule for rule, msg in messages.items() if msg not in fired]
@@ -138,3 +141,51 @@ def test_the_judge_refuses_metadata_schemas_beyond_name_and_generate_name() -> N
         "metadata": {"type": "object", "description": "x", "properties": {"labels": {"type": "object"}}}}}
     assert "metadata: must not specify anything other than name and generateName" in (
         crdjudge.structural_problems(schema))
+
+
+def _example_loadtest() -> dict:
+    return next(doc for name, doc in _examples("LoadTest") if name == "loadtest.yaml")
+
+
+def _changed(doc: dict, **spec: object) -> dict:
+    new = copy.deepcopy(doc)
+    for key, value in spec.items():
+        if value is None:
+            new["spec"].pop(key, None)
+        else:
+            new["spec"][key] = value
+    return new
+
+
+IMMUTABLE = [("spec", IMMUTABLE_MESSAGE)]
+
+
+@pytest.mark.parametrize("change", [
+    {"duration": "5m"}, {"workers": 9}, {"resources": {"cpu": "2", "memory": "512Mi"}},
+    {"target": {"url": "http://other.example.com"}}, {"thresholds": []}, {"ttlSecondsAfterFinished": 60},
+    {"scenarios": [{"name": "other", "requests": [{"path": "/other"}]}]},
+], ids=lambda c: ",".join(c))
+def test_a_loadtest_spec_is_immutable_on_update_whatever_changes(change: dict) -> None:
+    old = _example_loadtest()
+    assert crdjudge.validate(committed("LoadTest"), _changed(old, **change), old) == IMMUTABLE
+
+
+def test_removing_an_optional_field_is_a_change_too() -> None:
+    old = _changed(_example_loadtest(), ttlSecondsAfterFinished=60)
+    new = _changed(old, ttlSecondsAfterFinished=None)
+    assert crdjudge.validate(committed("LoadTest"), new, old) == IMMUTABLE
+
+
+def test_stop_and_an_unchanged_spec_pass_the_transition_rule_and_creates_never_see_it() -> None:
+    crd, old = committed("LoadTest"), _example_loadtest()
+    assert crdjudge.validate(crd, _changed(old, stop=True), old) == []
+    assert crdjudge.validate(crd, copy.deepcopy(old), old) == []
+    assert crdjudge.validate(crd, _changed(old, duration="5m")) == []  # a create: no oldSelf
+
+
+def test_the_immutability_rule_covers_every_spec_field_but_stop() -> None:
+    spec = crdjudge.schema_of(committed("LoadTest"))["properties"]["spec"]
+    rules = [r for r in spec["x-kubernetes-validations"] if crdjudge.is_transition_rule(r)]
+    assert [r["message"] for r in rules] == [IMMUTABLE_MESSAGE]
+    covered = set(re.findall(r"has\(self\.(\w+)\)", rules[0]["rule"]))
+    assert covered == set(spec["properties"]) - {"stop"}

@@ -23,6 +23,7 @@ from tests.operator.harness import ROOT, Cluster, client, real_cluster
 from tests.podrunner import PodRunner
 
 from mothership.kube import KINDS, Kube
+from mothership.loadtests import builders
 
 __all__ = ["demo_target_process", "target"]  # fixtures
 
@@ -91,10 +92,9 @@ async def test_a_worker_killed_within_tolerated_failures_lets_the_others_finish(
     assert [(f["index"], f["reason"]) for f in status["workers"]["failures"]] == [(1, "Error")]
 
 
-@pinned
 async def test_workers_beyond_the_tenant_quota_are_refused_at_once(
         api: Kube, namespace: str, runner: PodRunner, target: DemoTargetProcess) -> None:
-    """Quota admission refuses the 3rd and 4th worker pods; the test must not wait for them."""
+    """Quota admission would refuse the 3rd and 4th worker pods: the pre-flight refuses the test."""
     await adopt_for_load_tests(api, namespace, quota={"cpu": "2", "memory": "4Gi"})
     await wait_until(lambda: _ready(api, namespace), timeout=30, what="Tenant Ready: the quota is there")
     await api.apply(loadtest("big", namespace, target.url, workers=4, virtualUsers=4, duration="30s",
@@ -103,3 +103,31 @@ async def test_workers_beyond_the_tenant_quota_are_refused_at_once(
     accepted = condition(status, "Accepted")
     assert accepted["status"] == "False" and accepted["reason"] == "ExceedsQuota", accepted
     assert "quota" in accepted["message"], accepted
+    assert "requests.cpu 4 but only 2 is free (hard 2, used 0)" in accepted["message"], accepted
+    assert await api.get("Job", builders.job_name("big"), namespace) is None
+
+
+async def test_worker_pods_refused_by_quota_admission_end_the_test_with_the_admission_message(
+        api: Kube, namespace: str, runner: PodRunner, target: DemoTargetProcess) -> None:
+    """The pre-flight reads only the Tenant's quota; a cluster admin's own quota (pods: 1) lets the
+    Job controller create one worker pod and refuses the other at admission. The test must end
+    on the Job's FailedCreate event, not after the workers' readiness timeout."""
+    await adopt_for_load_tests(api, namespace)
+    await api.apply({"apiVersion": "v1", "kind": "ResourceQuota",
+                     "metadata": {"name": "admin", "namespace": namespace}, "spec": {"hard": {"pods": "1"}}})
+
+    async def counted() -> bool:
+        found = await api.get("ResourceQuota", "admin", namespace)
+        return bool(((found or {}).get("status") or {}).get("hard"))
+
+    await wait_until(counted, timeout=30, what="the quota controller to count quota admin")
+    await api.apply(loadtest("squeezed", namespace, target.url, workers=2, virtualUsers=2, duration="30s"))
+    status = await until_phase(api, namespace, "squeezed", "Errored", timeout=20)
+    assert condition(status, "Accepted")["status"] == "True", status
+    failures = status["workers"]["failures"]
+    assert [f["reason"] for f in failures] == ["FailedCreate"], failures
+    assert "exceeded quota: admin" in failures[0]["message"], failures
+    completed = condition(status, "Completed")
+    assert "exceeded quota: admin" in completed["message"], completed
+    assert condition(status, "Started")["reason"] == "NeverStarted"
+    assert await target.requests() == 0

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from mothership.kube import Kube
+from mothership.kube import ApiError, Kube
 from mothership.loadtests import builders
 from tests.conftest import wait_until
 from tests.loadtests.conftest import DemoTargetProcess
@@ -187,6 +187,29 @@ async def test_stop_true_ends_stopped_with_a_partial_summary(
     assert status["summary"]["durationSeconds"] < 30
     code, out = await exit_code(waiter)
     assert code == 2, out
+
+
+async def test_a_launched_test_refuses_every_change_but_stop_so_plan_job_and_verdict_agree(
+        api: Kube, tenant_namespace: str, pod_runner: PodRunner, target: DemoTargetProcess) -> None:
+    """kube-apiserver's CEL transition rule refuses the edit itself; ``spec.stop`` still goes through."""
+    ns = tenant_namespace
+    await api.apply(loadtest("fixed", ns, target.url, duration="60s"))
+    await until_phase(api, ns, "fixed", "Running")
+    for change in ({"duration": "5s"}, {"workers": 1}, {"ttlSecondsAfterFinished": 0}):
+        with pytest.raises(ApiError) as refused:
+            await api.patch("LoadTest", "fixed", ns, {"spec": change})
+        assert refused.value.status == 422, refused.value
+        assert "create a new LoadTest" in refused.value.message, refused.value.message
+    with pytest.raises(ApiError) as refused:  # kubectl apply of an edited file: the same answer
+        await api.apply(loadtest("fixed", ns, target.url, duration="5s"))
+    assert refused.value.status == 422 and "except spec.stop" in refused.value.message, refused.value
+    stored = await api.get("LoadTest", "fixed", ns)
+    assert stored is not None and stored["spec"]["duration"] == "60s"
+    plan = await api.get("ConfigMap", builders.plan_name("fixed"), ns)
+    assert plan is not None and "duration: 60s" in plan["data"][builders.PLAN_KEY]
+    await api.patch("LoadTest", "fixed", ns, {"spec": {"stop": True}})
+    status = await until_phase(api, ns, "fixed", *FINAL, timeout=20)
+    assert status["phase"] == "Stopped", status
 
 
 async def _requests(api: Kube, namespace: str, name: str) -> int:

@@ -449,11 +449,32 @@ _LOADTEST_RULES: list[JsonValue] = [
      "message": "workers must not exceed virtualUsers"},
 ]
 
+MUTABLE_FIELDS = ("stop",)
+"""The only spec fields that may change after creation; the plan, the Job and the verdict were
+made from the rest."""
+IMMUTABLE_MESSAGE = (
+    "a LoadTest cannot be changed once created, except spec.stop: its plan, Job and results were made "
+    "from this spec; to run a different test, create a new LoadTest (with another name)"
+)
+
+
+def immutable_rule(fields: list[str]) -> str:
+    """CEL transition rule on the spec: every field in ``fields`` as it was, present or absent alike."""
+    return " && ".join(
+        f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})" for f in fields)
+
+
+def _spec_schema(schema: dict[str, Any]) -> None:
+    """The spec's CEL rules: the cross-field ones, and immutability of everything but ``stop``."""
+    fields = [name for name in schema.get("properties", {}) if name not in MUTABLE_FIELDS]
+    schema["x-kubernetes-validations"] = [
+        *_LOADTEST_RULES, {"rule": immutable_rule(fields), "message": IMMUTABLE_MESSAGE}]
+
 
 class LoadTestSpec(Model):
     """A distributed HTTP + WebSocket load test."""
 
-    model_config = {"json_schema_extra": {"x-kubernetes-validations": _LOADTEST_RULES}}
+    model_config = {"json_schema_extra": _spec_schema}
 
     target: Target
     """Where the load goes."""
@@ -556,7 +577,8 @@ class LoadTestConditionType(StrEnum):
     ACCEPTED = "Accepted"
     """Whether the operator will run this test.
     Unknown: not validated yet (phase Pending).
-    False: refused for good (InvalidSpec, TargetNotAllowed, TooManyWorkers, TooManyVirtualUsers);
+    False: refused for good (InvalidSpec, TargetNotAllowed, TooManyWorkers, TooManyVirtualUsers,
+    ExceedsQuota);
     no ConfigMap, Secret or Job was created, and the phase is Errored.
     True: the spec is valid and within the tenant's limits; its children were created."""
     WORKERS_READY = "WorkersReady"
@@ -599,6 +621,9 @@ class LoadTestReason(StrEnum):
     """Accepted is False: more workers than the tenant's loadTests.maxWorkers."""
     TOO_MANY_VIRTUAL_USERS = "TooManyVirtualUsers"
     """Accepted is False: more virtual users than the tenant's loadTests.maxVirtualUsers."""
+    EXCEEDS_QUOTA = "ExceedsQuota"
+    """Accepted is False: workers x resources (or the worker pods) do not fit what the namespace's
+    ResourceQuota has left; the message names the numbers."""
     WAITING_FOR_WORKERS = "WaitingForWorkers"
     """WorkersReady/Started are False: worker pods are being scheduled or starting."""
     ALL_WORKERS_READY = "AllWorkersReady"

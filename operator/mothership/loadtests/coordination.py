@@ -10,17 +10,21 @@ the run itself by ``loadgen.coordinator`` (which knows nothing of Kubernetes).
 Two entry points:
 
 - :func:`launch` (on create and resume): validate the spec, resolve the target,
-  GET the Service its host names in this namespace (one call, when it names
-  one; ``targets`` decides, knowing whether it exists and is ``ExternalName``),
-  and check it against the Tenant's and the operator's allow-lists and the
-  Tenant's limits. A refusal is written as ``Accepted=False`` plus a Warning
-  Event, and raised as ``kopf.PermanentError``; nothing is created. Otherwise
-  apply the plan ConfigMap and the token Secret (the token is generated once
-  and read back ever after), create the Indexed Job (409 is success), apply a
-  PodMonitor when that API exists, and write ``Accepted=True``. A test whose
-  phase is final is left alone: its results stay, its children may be gone.
+  GET the Service its host names in this namespace (one call, when it names one;
+  ``targets`` decides, knowing whether it exists and is ``ExternalName``), and
+  check it against the Tenant's and the operator's allow-lists and the Tenant's
+  limits, then (not yet accepted) its workers against what the Tenant's
+  ResourceQuota has left (one GET; ``quota`` decides). A refusal is written as
+  ``Accepted=False`` plus a Warning Event, and raised as
+  ``kopf.PermanentError``; nothing is created. Otherwise apply the plan
+  ConfigMap and the token Secret (the token is generated once and read back ever
+  after), create the Indexed Job (409 is success), apply a PodMonitor when that
+  API exists, and write ``Accepted=True``. A test whose phase is final is left
+  alone: its results stay, its children may be gone.
 - :func:`coordinate` (the per-LoadTest ``kopf.daemon``): wait for the launch,
-  wait for every worker pod to be Ready (listing them by label), then run the
+  wait for every worker pod to be Ready (listing them by label; while one is
+  missing, its Job's ``FailedCreate`` Events say whether quota admission
+  refused it, which ends the test Errored at once), then run the
   :class:`~mothership.loadgen.coordinator.Coordinator` against
   ``http://podIP:9090`` with the token. The start barrier is persisted in
   ``status.startAt`` *before* any worker is told (the ``on_start_at`` hook), so
@@ -44,6 +48,7 @@ import contextlib
 import datetime
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,11 +72,12 @@ from mothership.api.loadtest import (
     WorkerFailure,
 )
 from mothership.api.tenant import LoadTestLimits
-from mothership.kube import ApiError, Kube
+from mothership.kube import KINDS, ApiError, Kube
 from mothership.loadgen.coordinator import Coordinator, Result, result_from_summaries
 from mothership.loadgen.coordinator import Verdict as RunVerdict
-from mothership.loadtests import builders, targets
+from mothership.loadtests import builders, quota, targets
 from mothership.loadtests.status import (
+    FAILURE_MESSAGE_LIMIT,
     Observed,
     Refusal,
     Verdict,
@@ -217,6 +223,16 @@ def refusal_for(spec: LoadTestSpec, namespace: str, limits: LoadTestLimits,
     return None
 
 
+async def quota_refusal(kube: Kube, spec: LoadTestSpec, namespace: str) -> Refusal | None:
+    """``ExceedsQuota`` when the workers cannot fit what the Tenant's ResourceQuota has left (one GET)."""
+    try:
+        resource_quota = await kube.get("ResourceQuota", quota.QUOTA_NAME, namespace)
+    except ApiError as exc:
+        raise errors.classify(exc) from exc
+    message = quota.exceeded(spec, resource_quota)
+    return Refusal(LoadTestReason.EXCEEDS_QUOTA, message) if message is not None else None
+
+
 # --- launch (create / resume) ----------------------------------------------------------------
 
 
@@ -273,10 +289,12 @@ async def launch(body: Mapping[str, Any], kube: Kube, config: Config,
         raise errors.classify(exc) from exc
     service = await lookup_service(kube, spec, namespace)
     refusal = refusal_for(spec, namespace, limits, config.allowed_targets, service)
-    if refusal is not None:
-        raise await refuse(kube, body, refusal, spec, logger)
     accepted = condition(previous, LoadTestConditionType.ACCEPTED)
     already = accepted is not None and accepted.status == "True"
+    if refusal is None and not already:  # once accepted, its own pods are in the quota's `used`
+        refusal = await quota_refusal(kube, spec, namespace)
+    if refusal is not None:
+        raise await refuse(kube, body, refusal, spec, logger)
     if spec.stop and previous.start_at is None and not already:
         status = compute(Observed(now=now(), spec=spec, verdict=Verdict.STOPPED, stop_requested=True,
                                   verdict_message="spec.stop was set before the test was launched.",
@@ -362,6 +380,19 @@ def verdict_of(result: Result) -> Verdict | None:
     return Verdict.COMPLETED
 
 
+QUOTA_REFUSED = re.compile(r"forbidden: (exceeded|failed) quota")
+"""What quota admission says when it refuses a pod ("status unknown for quota" is passing)."""
+
+
+def refused_by_quota(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The latest quota refusal among a Job's ``FailedCreate`` Events, without "Error creating: "."""
+    found = [e for e in events if QUOTA_REFUSED.search(str(e.get("message") or ""))]
+    if not found:
+        return None
+    latest = max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return str(latest["message"]).removeprefix("Error creating: ").strip()
+
+
 def epoch_to_rfc3339(epoch: float) -> str:
     """Microsecond RFC 3339, so the barrier read back on a restart is the one sent (to the µs)."""
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
@@ -416,6 +447,20 @@ class Run:
     async def read_job(self) -> Manifest | None:
         self.job = await self.kube.get("Job", builders.job_name(self.name), self.namespace)
         return self.job
+
+    async def pods_refused(self) -> str | None:
+        """The admission message of a worker pod the Job controller could not create for quota
+        (its ``FailedCreate`` Warning Event on this Job), or None."""
+        if self.job is None:
+            await self.read_job()
+        uid = ((self.job or {}).get("metadata") or {}).get("uid")
+        if not uid:
+            return None
+        selector = (f"involvedObject.kind=Job,involvedObject.name={builders.job_name(self.name)},"
+                    f"involvedObject.uid={uid},reason=FailedCreate")
+        events = await self.kube.request("list", KINDS["Event"], namespace=self.namespace,
+                                         params={"fieldSelector": selector})
+        return refused_by_quota(events.get("items") or [])
 
     def observed(self, **values: Any) -> Observed:
         return Observed(now=now(), spec=self.spec, launched=True, pods=self.pods, job=self.job,
@@ -475,6 +520,18 @@ class Run:
                     "spec.stop was set before the workers started; nothing ran.")))
                 return None
             chosen = latest_by_index(self.pods, total)
+            missing = sorted(set(range(total)) - set(chosen))
+            refused = await self.pods_refused() if missing else None
+            if refused is not None:  # quota admission: the Job controller would retry in vain
+                await self.release(self.pods)
+                await self.publish(self.observed(
+                    verdict=Verdict.ERRORED,
+                    extra_failures=[WorkerFailure(index=i, reason="FailedCreate", message=refused[
+                        :FAILURE_MESSAGE_LIMIT]) for i in missing],
+                    verdict_message=f"Worker pod(s) {', '.join(map(str, missing))} could not be "
+                                    f"created: {refused}",
+                ))
+                return None
             failed = {i for i, p in chosen.items() if pod_failure(p, i) is not None}
             ready = {i for i, p in chosen.items() if pod_ready(p) and pod_ip(p) and i not in failed}
             if len(ready) + len(failed) == total and ready:

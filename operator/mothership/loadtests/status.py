@@ -65,6 +65,7 @@ FAILURE_MESSAGE_LIMIT = 300
 REFUSAL_REASONS = frozenset({
     LoadTestReason.INVALID_SPEC, LoadTestReason.TARGET_NOT_ALLOWED,
     LoadTestReason.TOO_MANY_WORKERS, LoadTestReason.TOO_MANY_VIRTUAL_USERS,
+    LoadTestReason.EXCEEDS_QUOTA,
 })
 
 
