@@ -16,8 +16,20 @@ ALL_APPLIED: dict[str, str | None] = {
 }
 
 
+HARD = {"requests.cpu": "8", "requests.memory": "16Gi", "pods": "50", "count/apps.mothership.dev": "10"}
+COUNTED: dict[str, Any] = {"spec": {"hard": HARD}, "status": {
+    "hard": HARD,
+    "used": {"requests.cpu": "0", "requests.memory": "0", "pods": "0", "count/apps.mothership.dev": "0"},
+}}
+"""FULL's quota as the quota controller leaves it once it has counted every limit."""
+UNCOUNTED: dict[str, Any] = {"spec": {"hard": HARD}, "status": {
+    "hard": HARD, "used": {"requests.cpu": "0", "requests.memory": "0", "pods": "0"},
+}}
+"""Synced before the quota controller knew the App CRD: no usage for ``count/apps.mothership.dev``."""
+
+
 def compute(applied: dict[str, str | None], spec: dict[str, Any] | None = None,
-            quota: dict[str, Any] | None = None, previous: list[Condition] | None = None,
+            quota: dict[str, Any] | None = COUNTED, previous: list[Condition] | None = None,
             now: str = NOW) -> TenantStatus:
     t = tenant(FULL if spec is None else spec)
     return status.compute(t, 2, applied, quota, now, previous or [], accepted=status.claim(t, None))
@@ -98,8 +110,64 @@ def test_usage_is_used_over_hard_keyed_by_the_spec_quota_field() -> None:
 
 
 def test_without_a_quota_or_its_status_usage_is_empty() -> None:
-    assert compute(ALL_APPLIED).usage == {}
+    assert compute(ALL_APPLIED, quota=None).usage == {}
     assert compute(ALL_APPLIED, quota={"spec": {"hard": {"pods": "5"}}}).usage == {}
+
+
+def test_a_quota_lacking_usage_for_a_limit_is_not_ready_and_says_what_the_api_server_refuses() -> None:
+    result = compute(ALL_APPLIED, quota=UNCOUNTED)
+    quota = cond(result, "QuotaReady")
+    assert (quota.status, quota.reason) == (ConditionStatus.FALSE, "QuotaNotComputed")
+    assert quota.message == (
+        "ResourceQuota team-acme/mothership is not computed yet: the quota controller has not counted "
+        "count/apps.mothership.dev, and until it does the API server refuses new Apps in team-acme (status "
+        "unknown for quota). On a cluster whose CRDs are new it learns them within a minute; the operator "
+        "re-applies the quota until it has counted them.")
+    ready = cond(result, "Ready")
+    assert (ready.status, ready.reason, ready.message) == (ConditionStatus.FALSE, "QuotaNotComputed",
+                                                           quota.message)
+
+
+def test_a_quota_not_synced_yet_or_not_read_is_not_ready() -> None:
+    unsynced = {"spec": {"hard": HARD}, "status": {"hard": {}, "used": {}}}
+    for quota in ({"spec": {"hard": HARD}}, unsynced, None):
+        result = compute(ALL_APPLIED, quota=quota)
+        c = cond(result, "QuotaReady")
+        assert (c.status, c.reason) == (ConditionStatus.FALSE, "QuotaNotComputed"), quota
+        assert "refuses new Apps and Pods in team-acme" in c.message or quota is None, c.message
+        assert cond(result, "Ready").status is ConditionStatus.FALSE
+
+
+def test_an_uncounted_quota_and_another_failure_make_ready_children_not_ready() -> None:
+    result = compute({**ALL_APPLIED, "RoleBinding": "forbidden"}, quota=UNCOUNTED)
+    ready = cond(result, "Ready")
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "ChildrenNotReady")
+    assert "count/apps.mothership.dev" in ready.message and "forbidden" in ready.message
+
+
+def test_a_quota_not_requested_needs_no_count() -> None:
+    result = compute({"Namespace": None, "LimitRange": None}, spec={**MINIMAL, "isolation": {"mode": "none"}},
+                     quota=None)
+    assert cond(result, "QuotaReady").reason == "NotRequested"
+    assert cond(result, "Ready").status is ConditionStatus.TRUE
+
+
+def test_uncounted_lists_the_hard_keys_without_usage_and_synced_compares_status_hard() -> None:
+    assert status.uncounted(UNCOUNTED) == ["count/apps.mothership.dev"]
+    assert status.uncounted(COUNTED) == [] and status.counted(COUNTED)
+    assert status.uncounted({"spec": {"hard": HARD}}) == sorted(HARD)
+    assert not status.counted(None) and not status.counted(UNCOUNTED)
+    assert status.synced(UNCOUNTED) and status.synced(COUNTED)
+    assert not status.synced({"spec": {"hard": HARD}}) and not status.synced(None)
+    assert not status.synced({"spec": {"hard": HARD}, "status": {"hard": {"pods": "50"}}})
+
+
+def test_nudges_come_every_5_s_for_a_minute_then_back_off_to_5_minutes() -> None:
+    delays = [status.nudge_delay(n) for n in range(1, 22)]
+    assert delays[:11] == [5.0] * 11
+    assert delays[11:16] == [10.0, 20.0, 40.0, 80.0, 160.0]
+    assert set(delays[16:]) == {300.0}
+    assert sum(delays[:11]) < 60 <= sum(delays[:12])
 
 
 def test_last_transition_time_is_kept_when_a_conditions_status_did_not_change() -> None:

@@ -208,6 +208,10 @@ class TenantReason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     """Accepted and Ready are False: the spec fails a check the schema cannot express (e.g. it
     names a system namespace); nothing was changed."""
+    QUOTA_NOT_COMPUTED = "QuotaNotComputed"
+    """QuotaReady (and Ready) are False: the quota controller has not counted every limit of the
+    ResourceQuota yet (a key of ``spec.hard`` is missing from ``status.used``), and until it does the
+    API server refuses what that limit counts ("status unknown for quota")."""
     ALL_CHILDREN_READY = "AllChildrenReady"
     """Ready is True: every child is in place."""
     CHILDREN_NOT_READY = "ChildrenNotReady"

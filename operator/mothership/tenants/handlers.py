@@ -10,6 +10,15 @@ Here we only apply and report:
   seconds) and a slow timer (the backstop, e.g. for the Namespace itself) call
   :func:`reconcile`: Namespace first (everything else lives in it), then the
   rest concurrently with server-side apply.
+- a quota is Ready only once the quota controller has counted every limit
+  (``status.counted``). It re-syncs a quota when its ``spec.hard`` changes, and
+  otherwise only every 5 minutes, so a quota first synced before the controller
+  knew a resource (``count/apps.mothership.dev`` on a cluster whose CRDs are
+  younger than its 30 s discovery) would refuse Apps for minutes: while a synced
+  quota lacks usage for a key, the reconcile re-applies ``spec.hard`` without
+  those keys and at once with them again (:func:`nudge_quota`), every 5 s at
+  first, from a 5 s timer that runs only while QuotaReady says QuotaNotComputed;
+  a watch event of a quota counted at last rechecks the Tenant at once.
 - ``spec.deletionPolicy`` on delete (kopf holds our finalizer until we return):
   ``Delete`` deletes the namespace and with it everything inside, if this
   Tenant created it (an adopted one is kept; its owned guard rails go with the
@@ -33,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +82,9 @@ class Runtime:
     known: set[str] = field(default_factory=set)
     built: dict[str, set[str]] = field(default_factory=dict)
     """Per Tenant, the kinds the last reconcile applied: an optional kind that drops out is deleted."""
+    nudges: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Per Tenant whose quota is not counted yet: re-applies of ``spec.hard`` so far, and when the next
+    is due (``time.monotonic``). Memory only: a restarted operator nudges at once."""
 
     def lock(self, name: str) -> asyncio.Lock:
         return self.locks.setdefault(name, asyncio.Lock())
@@ -103,6 +116,19 @@ async def tenant_drift(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **
     await _run(dict(body), memo, logger, raise_errors=False)
 
 
+def quota_not_computed(status: Mapping[str, Any], **_: Any) -> bool:
+    """Whether a Tenant's status says its quota is not counted yet (the recheck timer's filter)."""
+    return any(c.get("type") == TenantConditionType.QUOTA_READY.value
+               and c.get("reason") == TenantReason.QUOTA_NOT_COMPUTED.value
+               for c in (status or {}).get("conditions") or [])
+
+
+@kopf.timer(*TENANTS, interval=status.NUDGE_EVERY, initial_delay=status.NUDGE_EVERY, when=quota_not_computed)
+async def tenant_quota_recheck(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """While the quota controller has not counted the quota: recheck, and nudge it when due."""
+    await _run(dict(body), memo, logger, raise_errors=False)
+
+
 GUARD_RAILS = (
     ("v1", "resourcequotas"),
     ("v1", "limitranges"),
@@ -118,7 +144,8 @@ async def guard_rail_event(
     """A guard rail was deleted or edited by hand: converge its Tenant within seconds.
 
     Our own applies come back as events too; they still carry what the Tenant
-    wants, so they cost one GET and change nothing.
+    wants, so they cost one GET and change nothing. A quota the quota controller
+    has just counted rechecks a Tenant that says it is not counted.
     """
     tenant_name = (body.metadata.labels or {}).get(std.TENANT)
     if not tenant_name:
@@ -138,10 +165,29 @@ async def guard_rail_event(
                                          created=False)
         desired = next((m for m in wanted if m["kind"] == body.get("kind")
                         and m["metadata"]["name"] == body.metadata.name), None)
-        if desired is None or carries(dict(body), desired):
+        if desired is None:
+            return
+        if carries(dict(body), desired):
+            if not _counted_at_last(memo, tenant_name, owner, dict(body)):
+                return
+            logger.info(f"ResourceQuota {body.metadata.name} is counted: rechecking Tenant {tenant_name}")
+            await _run(owner, memo, logger, raise_errors=False)
             return
     logger.info(f"{body.get('kind')} {body.metadata.name} was changed by hand: putting it back")
     await _run(owner, memo, logger, raise_errors=False)
+
+
+def _counted_at_last(memo: kopf.Memo, tenant_name: str, owner: Manifest, child: Manifest) -> bool:
+    """A quota the quota controller has counted, while its Tenant says it is not (or is being reconciled).
+
+    The controller's status write is what makes the Tenant Ready; a reconcile running now may
+    have read the quota before it, so that case rechecks too (after it, under the lock).
+    """
+    if child.get("kind") != "ResourceQuota" or not status.counted(child):
+        return False
+    rt = runtime(memo)
+    said = rt.written.get(tenant_name) or owner.get("status") or {}
+    return quota_not_computed(said) or rt.lock(tenant_name).locked()
 
 
 for _resource in GUARD_RAILS:
@@ -157,6 +203,7 @@ async def tenant_event(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: An
         rt.locks.pop(name, None)
         rt.written.pop(name, None)
         rt.built.pop(name, None)
+        rt.nudges.pop(name, None)
     else:
         rt.known.add(name)
     metrics.MANAGED_OBJECTS.labels("Tenant").set(len(rt.known))
@@ -212,7 +259,7 @@ async def _run(body: Manifest, memo: kopf.Memo, log: Any, *, raise_errors: bool)
         async with rt.lock(name):
             try:
                 new, error = await reconcile(body, memo.kube, memo.config.operator_namespace,
-                                             _previous(rt, body), _protected(memo), rt.built)
+                                             _previous(rt, body), _protected(memo), rt.built, rt.nudges)
             except ApiError as exc:  # reading or creating the Namespace: nothing decided, nothing to write
                 new, error = None, errors.classify(exc)
             if new is not None:
@@ -233,12 +280,14 @@ async def reconcile(
     previous: list[Condition],
     protected: frozenset[str] = PROTECTED_NAMESPACES,
     built: dict[str, set[str]] | None = None,
+    nudges: dict[str, tuple[int, float]] | None = None,
 ) -> tuple[Manifest, Exception | None]:
     """Apply the Tenant's children, delete optional ones no longer built; returns (status, error or None).
 
     ``built`` remembers per Tenant what the last reconcile applied, so an optional
     child is deleted once when the spec stops asking for it (and on the first
-    reconcile in this process), not probed on every timer tick.
+    reconcile in this process), not probed on every timer tick. ``nudges`` paces
+    :func:`nudge_quota` (None: never nudge).
     """
     meta = body["metadata"]
     generation = meta.get("generation") or 0
@@ -269,10 +318,48 @@ async def reconcile(
     applied, observed, failure = outcome.messages, outcome.observed, outcome.failure
     if failure is None:
         await _prune(kube, tenant, {m["kind"] for m in children}, built)
-    new = status.compute(tenant, generation, applied, observed.get("ResourceQuota"), _now(), previous,
-                         accepted=claim)
+    quota = observed.get("ResourceQuota")
+    if quota is not None and nudges is not None:
+        wanted = next(m for m in children if m["kind"] == "ResourceQuota")
+        quota = await nudge_quota(kube, meta["name"], wanted, quota, nudges, time.monotonic())
+    new = status.compute(tenant, generation, applied, quota, _now(), previous, accepted=claim)
     wire = new.wire()
     return wire, (errors.classify(failure) if failure else None)
+
+
+async def nudge_quota(kube: Kube, name: str, wanted: Manifest, quota: Manifest,
+                      nudges: dict[str, tuple[int, float]], now: float) -> Manifest:
+    """Get an uncounted quota counted: re-apply its ``spec.hard`` without the uncounted keys, then with them.
+
+    The quota controller counts only the resources it knows (a CRD it learns at its next discovery,
+    every 30 s), and re-syncs a quota when ``spec.hard`` changes, else every 5 minutes. So once it
+    has synced the quota (``status.hard`` is ``spec.hard``) and still lacks a key's usage, the two
+    applies make it sync again, when due (``status.nudge_delay``). Between them, for one round trip,
+    those keys are not limited; while they are uncounted, the API server refuses all they count.
+    Returns the quota as last applied. A failed apply is left to the next reconcile, which applies
+    the whole ``spec.hard`` first in any case.
+    """
+    if status.counted(quota):
+        nudges.pop(name, None)
+        return quota
+    done, due = nudges.get(name, (0, now))
+    missing = status.uncounted(quota)
+    if not status.synced(quota) or now < due or not missing:
+        return quota  # the controller has not synced this spec.hard yet: its status comes back by the watch
+    hard = {k: v for k, v in wanted["spec"]["hard"].items() if k not in missing}
+    without = {**wanted, "spec": {**wanted["spec"], "hard": hard}}
+    nudges[name] = (done + 1, now + status.nudge_delay(done + 1))
+    try:
+        await kube.apply(without)
+        quota = await kube.apply(wanted)
+    except ApiError as exc:
+        logger.warning(f"re-applying ResourceQuota {quota['metadata'].get('namespace')}/"
+                       f"{quota['metadata']['name']} failed: {exc}")
+        return quota
+    logger.info(f"ResourceQuota {quota['metadata'].get('namespace')}/{quota['metadata']['name']}: "
+                f"the quota controller has not counted {', '.join(missing)}; re-applied spec.hard "
+                f"(nudge {done + 1})")
+    return quota
 
 
 async def claim_namespace(kube: Kube, tenant: Tenant) -> tuple[status.Claim, Manifest | None]:

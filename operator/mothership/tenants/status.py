@@ -17,6 +17,13 @@ the ResourceQuota back; ``compute`` turns that into one condition per child
 overall Ready, and the quota usage as ``used/hard``. The clock is an argument,
 so the same observation gives the same status.
 
+A quota is ready only once the quota controller has counted it: every key
+of its ``spec.hard`` is in ``status.used`` (``uncounted``). Until then the API
+server refuses whatever an uncounted limit counts ("status unknown for quota"),
+so QuotaReady and Ready are False, QuotaNotComputed. ``nudge_delay`` paces the
+handler's re-applies of ``spec.hard`` that make the quota controller count it
+again (it re-syncs a quota when ``spec.hard`` changes, else every 5 minutes).
+
 A child the spec does not ask for (no quota, ``isolation.mode: none``, no
 owners) is True with reason NotRequested: nothing is missing, and the message
 says what that means for the tenant. A wanted child absent from ``applied`` is
@@ -154,6 +161,69 @@ def usage(quota: Manifest | None) -> dict[str, str]:
     return {key: out[key] for key in sorted(out)}
 
 
+def uncounted(quota: Manifest | None) -> list[str]:
+    """The keys of the quota's ``spec.hard`` its ``status.used`` lacks, sorted: not counted yet."""
+    if quota is None:
+        return []
+    hard = (quota.get("spec") or {}).get("hard") or {}
+    used = (quota.get("status") or {}).get("used") or {}
+    return sorted(key for key in hard if key not in used)
+
+
+def counted(quota: Manifest | None) -> bool:
+    """Whether the quota controller has counted every limit of the quota (None: no quota read back)."""
+    return quota is not None and not uncounted(quota)
+
+
+def synced(quota: Manifest | None) -> bool:
+    """Whether the quota controller has synced the quota's current ``spec.hard`` (``status.hard`` equals it).
+
+    Only then does a key missing from ``status.used`` mean the controller cannot count it (it
+    does not know the resource yet, e.g. a CRD younger than its 30 s discovery), rather than that
+    it has not got round to the quota yet.
+    """
+    if quota is None:
+        return False
+    hard = (quota.get("spec") or {}).get("hard") or {}
+    return bool(((quota.get("status") or {}).get("hard") or {}) == hard)
+
+
+NUDGE_EVERY = 5.0
+"""Seconds between re-applies of an uncounted quota's ``spec.hard``, for the first minute: the quota
+controller discovers a new CRD within 30 s."""
+NUDGE_MAX = 300.0
+"""The slowest pace, that of the quota controller's own full re-sync."""
+
+
+def nudge_delay(nudges: int) -> float:
+    """Seconds to wait after the ``nudges``-th re-apply of an uncounted quota before the next one.
+
+    Every 5 s for a minute, then doubling up to 5 minutes: a quota controller that has not counted
+    a limit by then is not about to (not running, or the resource is not served).
+    """
+    slow = nudges - int(60 / NUDGE_EVERY)
+    return NUDGE_EVERY if slow < 0 else min(NUDGE_EVERY * 2.0 ** (slow + 1), NUDGE_MAX)
+
+
+_COUNTED_OBJECTS = {builders.APPS_QUOTA_KEY: "App"}
+
+
+def _not_counted_message(tenant: Tenant, quota: Manifest | None) -> str:
+    ns = builders.namespace_name(tenant)
+    where = f"{ns}/{builders.CHILD_NAME}"
+    missing = uncounted(quota)
+    keys = missing or list(((quota or {}).get("spec") or {}).get("hard") or {})
+    kinds = sorted({_COUNTED_OBJECTS.get(key, "Pod") for key in keys} or {"Pod"})
+    refused = f"until it does the API server refuses new {' and '.join(f'{k}s' for k in kinds)} in {ns} " \
+              f"(status unknown for quota)"
+    if not synced(quota) or not missing:
+        return (f"ResourceQuota {where} is not computed yet: the quota controller has not counted it, and "
+                f"{refused}. This takes seconds; if it lasts, check that kube-controller-manager runs.")
+    return (f"ResourceQuota {where} is not computed yet: the quota controller has not counted "
+            f"{', '.join(missing)}, and {refused}. On a cluster whose CRDs are new it learns them within "
+            f"a minute; the operator re-applies the quota until it has counted them.")
+
+
 def _applied_message(tenant: Tenant, kind: str) -> str:
     ns = builders.namespace_name(tenant)
     where = f"{ns}/{builders.CHILD_NAME}"
@@ -178,7 +248,8 @@ _NOT_REQUESTED = {
 }
 
 
-def _child(tenant: Tenant, kind: str, applied: dict[str, str | None]) -> tuple[ConditionStatus, str, str]:
+def _child(tenant: Tenant, kind: str, applied: dict[str, str | None],
+           quota: Manifest | None) -> tuple[ConditionStatus, str, str]:
     if kind not in builders.wanted_kinds(tenant):
         return T, TenantReason.NOT_REQUESTED.value, _NOT_REQUESTED[kind]
     name = builders.namespace_name(tenant) if kind == "Namespace" else (
@@ -188,6 +259,8 @@ def _child(tenant: Tenant, kind: str, applied: dict[str, str | None]) -> tuple[C
     error = applied[kind]
     if error is not None:
         return F, TenantReason.APPLY_FAILED.value, f"{kind} {name} could not be applied: {error}"
+    if kind == "ResourceQuota" and not counted(quota):
+        return F, TenantReason.QUOTA_NOT_COMPUTED.value, _not_counted_message(tenant, quota)
     return T, TenantReason.APPLIED.value, _applied_message(tenant, kind)
 
 
@@ -205,15 +278,18 @@ def compute(
 
     ``applied`` maps a child kind to None (applied fine) or the API server's
     error message; ``quota`` is the ResourceQuota as read back (None when there
-    is none); ``now`` is an RFC 3339 time, used only for conditions whose
-    status changed since ``previous``; ``accepted`` is the claim that let the
-    children be applied (a refused one is :func:`refused` instead).
+    is none; an applied one is ready only once :func:`counted`); ``now`` is an
+    RFC 3339 time, used only for conditions whose status changed since
+    ``previous``; ``accepted`` is the claim that let the children be applied (a
+    refused one is :func:`refused` instead).
     """
-    children = [(type_, _child(tenant, kind, applied)) for kind, type_ in CHILD_CONDITIONS]
-    failed = [message for _, (status, _, message) in children if status is F]
+    children = [(type_, _child(tenant, kind, applied, quota)) for kind, type_ in CHILD_CONDITIONS]
+    failed = [(reason, message) for _, (status, reason, message) in children if status is F]
     waiting = [type_.value for type_, (status, _, _) in children if status is U]
     if failed:
-        ready = (F, TenantReason.CHILDREN_NOT_READY.value, " ".join(failed))
+        uncounted_only = {reason for reason, _ in failed} == {TenantReason.QUOTA_NOT_COMPUTED.value}
+        ready = (F, TenantReason.QUOTA_NOT_COMPUTED.value if uncounted_only
+                 else TenantReason.CHILDREN_NOT_READY.value, " ".join(message for _, message in failed))
     elif waiting:
         ready = (U, TenantReason.CHILDREN_NOT_READY.value, f"Waiting for {', '.join(waiting)}.")
     else:
