@@ -86,10 +86,12 @@ async def runner(cluster: Cluster, no_nodes: None, api: Kube, namespace: str, tm
         yield r
 
 
-@pinned
 async def test_a_worker_killed_within_tolerated_failures_lets_the_others_finish(
         api: Kube, namespace: str, runner: PodRunner, target: DemoTargetProcess) -> None:
-    """``backoffLimit: 0`` makes the real Job controller end every pod at the first failure."""
+    """The failed index is tolerated (``maxFailedIndexes``): the Job controller leaves the others running.
+
+    With ``backoffLimit: 0`` it ended every pod at the first failure.
+    """
     await adopt_for_load_tests(api, namespace)
     await api.apply(loadtest("tolerant", namespace, target.url, workers=3, virtualUsers=3, duration="8s",
                              toleratedWorkerFailures=1))

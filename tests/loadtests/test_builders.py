@@ -47,7 +47,8 @@ def test_the_job_is_indexed_non_root_read_only_and_bounded() -> None:
             "completionMode": "Indexed",
             "completions": 3,
             "parallelism": 3,
-            "backoffLimit": 0,
+            "backoffLimitPerIndex": 0,
+            "maxFailedIndexes": 0,
             "activeDeadlineSeconds": 30 + 5 + 300 + 60,
             "template": {
                 "metadata": {"labels": LABELS},
@@ -102,6 +103,18 @@ def test_workers_default_to_one_per_virtual_users_per_worker() -> None:
     lt = loadtest(workers=None, virtualUsers=2500, virtualUsersPerWorker=1000)
     job = builders.build_job(lt, OWNER, image="i", target_url="http://x")
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+
+
+def test_tolerated_worker_failures_are_failed_indexes_the_job_tolerates() -> None:
+    """A failed worker fails its index, never retried; the Job fails (and its controller ends the
+    other workers) only past toleratedWorkerFailures, which it cannot count beyond the workers."""
+    for tolerated, expected in ((1, 1), (3, 3), (7, 3)):
+        spec = builders.build_job(loadtest(toleratedWorkerFailures=tolerated), OWNER, image="i",
+                                  target_url="http://x")["spec"]
+        assert (spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (0, expected)
+        assert "backoffLimit" not in spec, "a total limit would fail the Job at the first failure"
+        assert spec["completionMode"] == "Indexed"
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
 
 
 def test_spread_workers_prefers_different_nodes() -> None:

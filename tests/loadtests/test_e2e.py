@@ -394,10 +394,6 @@ async def delete_unstarted(api: Kube, namespace: str, name: str) -> None:
     await wait_until(gone, timeout=20, interval=0.1, what=f"LoadTest {name} to go")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'the real Job controller (backoffLimit: 0) ends the other workers too, and they are named '
-    '"Unreachable"; issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '
-    'quota-aware, failure-tolerant"'))
 async def test_a_killed_worker_pod_is_named_in_status_and_the_test_errors(
         cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:

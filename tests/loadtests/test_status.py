@@ -332,6 +332,58 @@ def test_extra_failures_join_the_pod_failures_once_per_index() -> None:
     assert [(f.index, f.reason) for f in counts.failures] == [(1, "Unreachable")]
 
 
+def failed_job(reason: str = "MaxFailedIndexesExceeded", failed_indexes: str = "1",
+               type_: str = "Failed") -> dict[str, Any]:
+    return {"status": {"failedIndexes": failed_indexes, "conditions": [
+        {"type": type_, "status": "True", "reason": reason, "message": "Job has exceeded maxFailedIndexes"}]}}
+
+
+def test_workers_the_job_controller_ended_after_the_job_failed_are_not_failures() -> None:
+    """maxFailedIndexes exceeded: the Job controller deletes the other pods; the coordinator then
+    loses them, and the one killed worker stays the only failure named."""
+    deleted = pod(0, "Succeeded", terminated={"exitCode": 0, "reason": "Completed"})
+    deleted["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:09Z"
+    killed = pod(1, "Failed", terminated={"exitCode": 137, "reason": "Error"})
+    lost = [WorkerFailure(index=i, reason="Unreachable", message="no snapshot in 3 polls") for i in (0, 2)]
+    for type_ in ("FailureTarget", "Failed"):
+        status = compute(Observed(now=LATER, spec=spec(), launched=True, start_at=START_AT,
+                                  pods=[deleted, killed], job=failed_job(type_=type_), extra_failures=lost,
+                                  verdict=Verdict.ERRORED), running_status())
+        assert status.phase is LoadTestPhase.ERRORED
+        assert [(f.index, f.reason) for f in status.workers.failures] == [(1, "Error")]
+        c = st.condition(status, C.COMPLETED)
+        assert c is not None and c.reason == R.WORKER_FAILED and "worker 0" not in c.message
+
+
+def test_a_deleted_pod_that_failed_is_no_failure_once_the_job_failed_unless_the_job_lists_it() -> None:
+    deleted = pod(0, "Failed", terminated={"exitCode": 137, "reason": "Error"})
+    deleted["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:09Z"
+    killed = pod(1, "Failed", terminated={"exitCode": 137, "reason": "Error"})
+    counts = worker_counts([deleted, killed], 3, job=failed_job())
+    assert [(f.index, f.reason) for f in counts.failures] == [(1, "Error")]
+    counts = worker_counts([deleted, killed], 3, job=failed_job(failed_indexes="0-1"))
+    assert [(f.index, f.reason) for f in counts.failures] == [(0, "Error"), (1, "Error")]
+
+
+def test_without_a_failed_job_a_lost_or_deleted_worker_is_a_failure() -> None:
+    deleted = pod(0, "Failed", terminated={"exitCode": 137, "reason": "Error"})
+    deleted["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:09Z"
+    lost = [WorkerFailure(index=2, reason="Unreachable", message="no snapshot in 3 polls")]
+    running = {"status": {"active": 2}}
+    counts = worker_counts([deleted], 3, job=running, extra_failures=lost)
+    assert [(f.index, f.reason) for f in counts.failures] == [(0, "Error"), (2, "Unreachable")]
+    # A Job failed by its deadline names every worker that did not finish (as before).
+    counts = worker_counts([pod(0, "Succeeded")], 2, job=failed_job(reason="DeadlineExceeded",
+                                                                    failed_indexes=""))
+    assert [(f.index, f.reason) for f in counts.failures] == [(1, "DeadlineExceeded")]
+
+
+def test_the_jobs_failed_indexes_read_as_ranges() -> None:
+    assert st.ended_by_job({}, failed_job(failed_indexes="0,2-3"), 5) == {1, 4}
+    assert st.ended_by_job({}, failed_job(failed_indexes=""), 2) == {0, 1}
+    assert st.ended_by_job({}, {"status": {}}, 2) == set()
+
+
 def test_a_worker_failure_shows_as_stopping_while_the_coordinator_winds_down() -> None:
     pods = [pod(0, "Running", ready=True), pod(2, "Running", ready=True),
             pod(1, "Failed", terminated={"exitCode": 137, "reason": "Error"})]

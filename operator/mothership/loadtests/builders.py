@@ -99,7 +99,16 @@ def active_deadline_seconds(lt: LoadTest) -> int:
 
 
 def build_job(lt: LoadTest, owner: Owner, *, image: str, target_url: str) -> Manifest:
-    """The Indexed Job: one pod per worker, completions = parallelism = workers, no retries."""
+    """The Indexed Job: one pod per worker, completions = parallelism = workers, no retries.
+
+    A failed worker fails its index at once (``backoffLimitPerIndex: 0``: never
+    retried, a replacement would miss the start barrier) and the Job tolerates
+    ``toleratedWorkerFailures`` failed indexes (``maxFailedIndexes``) before it
+    fails and its controller ends the other workers; the others run to their end
+    meanwhile. ``backoffLimit`` is left to its default (unlimited with a per-index
+    limit): with ``backoffLimit: 0`` the first failure anywhere fails the whole Job.
+    Needs Kubernetes >= 1.29 (``JobBackoffLimitPerIndex``, on by default; GA in 1.33).
+    """
     spec = lt.spec
     name = owner.name
     workers = spec.worker_count()
@@ -185,7 +194,8 @@ def build_job(lt: LoadTest, owner: Owner, *, image: str, target_url: str) -> Man
             "completionMode": "Indexed",
             "completions": workers,
             "parallelism": workers,
-            "backoffLimit": 0,
+            "backoffLimitPerIndex": 0,
+            "maxFailedIndexes": min(spec.tolerated_worker_failures, workers),
             "activeDeadlineSeconds": active_deadline_seconds(lt),
             "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
         },

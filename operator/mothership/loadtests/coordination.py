@@ -634,12 +634,12 @@ class Run:
         await self.list_pods()
         total = self.spec.worker_count()
         chosen = latest_by_index(self.pods, total)
-        if any(i not in chosen for i in self.positions):
-            await self.read_job()  # pods gone mid-run: the Job's DeadlineExceeded says why
-        failed = {i: f for i, p in chosen.items() if (f := pod_failure(p, i)) is not None}
-        if self.job is not None:
-            failed.update({f.index: f for f in worker_counts(self.pods, total, job=self.job).failures
-                           if f.index not in failed})
+        if any(i not in chosen or (chosen[i].get("metadata") or {}).get("deletionTimestamp")
+               for i in self.positions):
+            # Pods deleted or gone mid-run: the Job says why (its deadline, or it failed and
+            # its controller ends the rest, which are then no failures of their own).
+            await self.read_job()
+        failed = {f.index: f for f in worker_counts(self.pods, total, job=self.job).failures}
         for index, failure in sorted(failed.items()):
             if index in self.reported:
                 continue

@@ -214,6 +214,51 @@ def _job_deadline_exceeded(job: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def _job_failed(job: Mapping[str, Any] | None) -> bool:
+    """The Job failed, or is failing, for its failed indexes (not its deadline): its controller
+    then ends every worker still running (``maxFailedIndexes`` exceeded)."""
+    for c in ((job or {}).get("status") or {}).get("conditions") or []:
+        if (c.get("type") in ("Failed", "FailureTarget") and c.get("status") == "True"
+                and c.get("reason") != "DeadlineExceeded"):
+            return True
+    return False
+
+
+def _indexes(text: str) -> set[int]:
+    """``"1,3-5"`` (a Job's ``status.failedIndexes``) as {1, 3, 4, 5}; what does not parse is skipped."""
+    out: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
+def ended_by_job(chosen: Mapping[int, Mapping[str, Any]], job: Mapping[str, Any] | None,
+                 total: int) -> set[int]:
+    """Indexes whose worker the Job controller ended when the Job failed: not failures of their own.
+
+    When the Job fails (more failed indexes than ``maxFailedIndexes``), its
+    controller deletes every pod still running. Such a worker stops gracefully
+    and its pod goes, so the coordinator loses it ("Unreachable"); that is a
+    consequence of the failure, not another one. Never an index the Job lists in
+    ``status.failedIndexes``, nor one whose pod failed without being deleted.
+    """
+    if not _job_failed(job):
+        return set()
+    assert job is not None
+    failed = _indexes(str((job.get("status") or {}).get("failedIndexes") or ""))
+    out = set()
+    for index in range(total):
+        if index in failed:
+            continue
+        pod = chosen.get(index)
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp") \
+                or pod_failure(pod, index) is None:
+            out.add(index)
+    return out
+
+
 def _created(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
 
@@ -235,12 +280,17 @@ def worker_counts(
     job: Mapping[str, Any] | None = None,
     extra_failures: Sequence[WorkerFailure] = (),
 ) -> WorkerCounts:
-    """Count worker pods by state; each failure named by index and reason, in index order."""
+    """Count worker pods by state; each failure named by index and reason, in index order.
+
+    Workers the Job controller ended because the Job failed (:func:`ended_by_job`)
+    are not failures, whatever the coordinator saw of them.
+    """
     chosen = latest_by_index(pods, total)
+    ended = ended_by_job(chosen, job, total)
     ready = running = succeeded = 0
     failures: dict[int, WorkerFailure] = {}
     for index, pod in chosen.items():
-        failure = pod_failure(pod, index)
+        failure = pod_failure(pod, index) if index not in ended else None
         phase = (pod.get("status") or {}).get("phase")
         if failure is not None:
             failures[index] = failure
@@ -261,7 +311,8 @@ def worker_counts(
                     running -= 1
                     ready -= pod_ready(observed)
     for failure in extra_failures:
-        failures.setdefault(failure.index, failure)
+        if failure.index not in ended:
+            failures.setdefault(failure.index, failure)
     return WorkerCounts(
         total=total, ready=ready, running=running, succeeded=succeeded, failed=len(failures),
         failures=[failures[i] for i in sorted(failures)],
