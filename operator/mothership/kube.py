@@ -485,6 +485,18 @@ def carries(observed: Any, desired: Any) -> bool:
     return False
 
 
+def managers_of(obj: Mapping[str, Any], *path: str) -> set[str]:
+    """The field managers that own the field at ``path`` (``"spec", "replicas"``), from managedFields."""
+    owners: set[str] = set()
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        fields: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            fields = fields.get(f"f:{key}") if isinstance(fields, Mapping) else None
+        if fields is not None and entry.get("manager"):
+            owners.add(str(entry["manager"]))
+    return owners
+
+
 def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Manifest:
     """A merge patch turning ``old`` into ``new`` at the top level: keys that vanished become None."""
     patch: Manifest = dict(new)

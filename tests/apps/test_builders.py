@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mothership.apps import builders
+from mothership.kube import managers_of
 from tests.apps import kubeschemas
 from tests.apps.examples import FULL, MINIMAL, UID, app, owner
 
@@ -344,6 +345,38 @@ def test_given_autoscale_an_hpa_is_built_and_the_deployment_leaves_replicas_to_i
         "type": "Utilization", "averageUtilization": 80,
     }
     assert "replicas" not in children["Deployment"]["spec"]
+
+
+@pytest.mark.parametrize(("live", "handed_over"), [(3, 3), (1, 2), (9, 6), (0, 2)])
+def test_the_replicas_handover_carries_the_live_count_clamped_into_the_autoscale_range(
+    live: int, handed_over: int
+) -> None:
+    handover = builders.build_replicas_handover(app(autoscale={"min": 2, "max": 6}), owner(), live)
+    assert handover == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop", "namespace": "acme"},
+        "spec": {"replicas": handed_over},
+    }
+
+
+def test_only_an_autoscaled_app_hands_its_replicas_over() -> None:
+    with pytest.raises(ValueError, match="autoscaled"):
+        builders.build_replicas_handover(app(replicas=3), owner(), 3)
+
+
+def test_the_managers_of_a_field_are_read_from_managed_fields() -> None:
+    deployment = {"metadata": {"managedFields": [
+        {"manager": "mothership", "operation": "Apply",
+         "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+        {"manager": "mothership-handover", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+         "fieldsV1": {"f:status": {"f:replicas": {}}}},
+        {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:paused": {}}}},
+    ]}}
+    assert managers_of(deployment, "spec", "replicas") == {"mothership", "mothership-handover"}
+    assert managers_of(deployment, "spec", "minReadySeconds") == set()
+    assert managers_of({"metadata": {}}, "spec", "replicas") == set()
 
 
 def test_given_no_autoscale_there_is_no_hpa() -> None:

@@ -8,10 +8,11 @@ take it from there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mothership.kube import KINDS, Kube
+from mothership.kube import KINDS, Kube, managers_of
 from tests.operator.harness import app, pod_status
 
 Until = Callable[..., Awaitable[Any]]
@@ -168,6 +169,41 @@ async def test_removing_expose_and_autoscale_removes_the_ingress_and_the_autosca
     assert "externalUrl" not in await status_of(api, "shop", namespace)
 
 
+async def test_switching_a_running_app_to_autoscale_keeps_its_replicas_while_the_autoscaler_takes_over(
+        api: Kube, namespace: str, until: Until) -> None:
+    await create(api, app("shop", namespace, replicas=3))
+    await until(lambda: _eq(_replicas(api, namespace), 3), timeout=5, what="3 replicas")
+
+    await api.patch("App", "shop", namespace,
+                    {"spec": {"replicas": None, "autoscale": {"min": 3, "max": 6}}})
+    seen: list[int | None] = []
+
+    async def handed_over() -> bool:
+        d = await api.get("Deployment", "shop", namespace) or {}
+        seen.append((d.get("spec") or {}).get("replicas"))
+        return bool(d) and "mothership" not in managers_of(d, "spec", "replicas")
+
+    # Sample the count from the switch until our apply let go of it, then a few seconds more.
+    await until(handed_over, timeout=5, interval=0.05, what="spec.replicas no longer ours")
+    loop = asyncio.get_running_loop()
+    more = loop.time() + 3
+    await until(lambda: _sampled(handed_over(), loop.time() >= more), timeout=5, interval=0.05)
+    assert seen and all(n is not None and n >= 3 for n in seen), seen
+    assert await _replicas(api, namespace) == 3
+    hpa = await until(lambda: api.get("HorizontalPodAutoscaler", "shop", namespace), timeout=5,
+                      what="the HPA")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+
+    # And back: a fixed count is ours again, and the autoscaler goes.
+    await api.patch("App", "shop", namespace, {"spec": {"autoscale": None, "replicas": 2}})
+    await until(lambda: _eq(_replicas(api, namespace), 2), timeout=10, what="2 replicas")
+    await until(lambda: _eq(api.get("HorizontalPodAutoscaler", "shop", namespace), None), timeout=5,
+                what="the HPA deleted")
+    deployment = await api.get("Deployment", "shop", namespace) or {}
+    assert "mothership" in managers_of(deployment, "spec", "replicas")
+    assert await _replicas(api, namespace) == 2
+
+
 async def test_deleting_the_app_deletes_its_children(api: Kube, namespace: str, until: Until) -> None:
     await create(api, app("shop", namespace, replicas=3, expose={"host": "shop.example.com"}))
     for kind in ("Deployment", "Service", "Ingress", "PodDisruptionBudget"):
@@ -245,6 +281,16 @@ async def _eq(value: Awaitable[Any], expected: Any) -> bool:
 
 async def _neq(value: Awaitable[Any], unexpected: Any) -> bool:
     return (await value) != unexpected
+
+
+async def _sampled(sample: Awaitable[Any], done: bool) -> bool:
+    await sample
+    return done
+
+
+async def _replicas(api: Kube, namespace: str) -> int | None:
+    d = await api.get("Deployment", "shop", namespace)
+    return None if d is None else (d.get("spec") or {}).get("replicas")
 
 
 async def _observed(api: Kube, namespace: str, generation: int) -> dict[str, Any] | None:

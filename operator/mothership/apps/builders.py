@@ -33,6 +33,8 @@ WEBSOCKET_TIMEOUT_SECONDS = 3600
 """nginx's proxy read/send timeouts for ``protocol: websocket``: an idle socket
 is closed after this long, instead of after nginx's default 60 s."""
 CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
+HANDOVER_MANAGER = "mothership-handover"
+"""The field manager that keeps ``spec.replicas`` while the HPA takes it over from ours."""
 
 OPTIONAL_CHILDREN: list[tuple[str, str, str]] = [
     ("networking.k8s.io/v1", "Ingress", "ingresses"),
@@ -177,7 +179,8 @@ def build_deployment(app: App, owner: Owner) -> Manifest:
     """The Deployment: one container, restricted security, probes from ``healthCheck``.
 
     ``replicas`` is left out when ``autoscale`` is set: the HPA owns it, and
-    applying a count would fight the autoscaler on every reconcile. No
+    applying a count would fight the autoscaler on every reconcile (the switch
+    from a fixed count hands the field over first: ``build_replicas_handover``). No
     spec-hash annotation: applying a changed pod template is what rolls out.
     """
     name, _ = _identity(app, owner)
@@ -214,6 +217,31 @@ def build_deployment(app: App, owner: Owner) -> Manifest:
         "kind": "Deployment",
         "metadata": _metadata(app, owner),
         "spec": deployment_spec,
+    }
+
+
+def build_replicas_handover(app: App, owner: Owner, live_replicas: int) -> Manifest:
+    """The apply that hands the Deployment's ``spec.replicas`` over to the autoscaler.
+
+    Dropping a field from an apply deletes it when no other manager owns it, so
+    a Deployment applied without ``replicas`` by its sole owner would fall back
+    to the default, one replica, until the HPA scales it up again. The handler
+    therefore first applies this, under ``HANDOVER_MANAGER``, and only then the
+    Deployment without ``replicas`` (the "transferring ownership" pattern of the
+    Kubernetes server-side apply docs). Only name, namespace and the count are
+    sent, so that manager owns nothing else. The count is the live one, clamped
+    into ``[min, max]`` as the HPA would clamp it on its first pass.
+    """
+    autoscale = app.spec.autoscale
+    if autoscale is None:
+        raise ValueError("only an autoscaled App hands its replicas over")
+    name, namespace = _identity(app, owner)
+    replicas = min(max(live_replicas, autoscale.min), autoscale.max)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": child_name(name), "namespace": namespace},
+        "spec": {"replicas": replicas},
     }
 
 

@@ -50,7 +50,7 @@ from mothership.api.common import (
 )
 from mothership.apps import builders, status
 from mothership.children import apply_children
-from mothership.kube import KINDS, ApiError, Kube, carries, merge_patch
+from mothership.kube import FIELD_MANAGER, KINDS, ApiError, Kube, carries, managers_of, merge_patch
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ class Runtime:
     pods: dict[Key, dict[str, list[Problem]]] = field(default_factory=dict)
     """Per App, per pod name: the problems its containers report."""
     phases: dict[Key, str] = field(default_factory=dict)
+    released: set[Key] = field(default_factory=set)
+    """Autoscaled Apps whose Deployment's ``spec.replicas`` we no longer own (or never did):
+    no handover needed, so no GET. Forgotten whenever we apply a fixed count again."""
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
@@ -98,6 +101,7 @@ class Runtime:
     def forget(self, key: Key) -> None:
         for table in (self.locks, self.written, self.applied, self.announced, self.pods, self.phases):
             table.pop(key, None)
+        self.released.discard(key)
         self.count_phases()
 
     def count_phases(self) -> None:
@@ -289,10 +293,18 @@ async def reconcile(
         return invalid_status(generation, message, previous), kopf.PermanentError(message)
 
     children = builders.build_children(app, Owner.of(body))
+    built = {m["kind"] for m in children}
+    handover = await hand_over_replicas(kube, rt, app, Owner.of(body), key)
+    if handover is not None:  # applied now, the Deployment could drop to one replica: not yet
+        children = [m for m in children if m["kind"] != "Deployment"]
     outcome = await apply_children(kube, [children])
+    if handover is not None:
+        outcome.messages["Deployment"] = errors.classify(handover).args[0]
+        outcome.failure = outcome.failure or handover
+    elif app.spec.autoscale is None:
+        rt.released.discard(key)  # a fixed count is (or is about to be) ours again
     applied, failure = outcome.messages, outcome.failure
     deployment = outcome.observed.get("Deployment")
-    built = {m["kind"] for m in children}
     await _prune(kube, key, built, indexes)
     rt.applied[key] = applied
 
@@ -301,6 +313,39 @@ async def reconcile(
     await _announce(kube, rt, body, problems)
     new = status.compute(app, generation or 0, deployment, problems, _now(), previous)
     return new.wire(), (errors.classify(failure) if failure else None)
+
+
+async def hand_over_replicas(kube: Kube, rt: Runtime, app: App, owner: Owner, key: Key) -> ApiError | None:
+    """Before an autoscaled App's Deployment is applied without ``replicas``, hand the field over.
+
+    If our field manager still owns ``spec.replicas`` (the App had a fixed count),
+    dropping it from our apply would make the API server delete it, and the
+    Deployment would fall to the default of one replica until the HPA noticed.
+    So another manager, ``HANDOVER_MANAGER``, first applies the live count (see
+    ``builders.build_replicas_handover``); the field then stays with it when our
+    apply lets go, and the HPA rescales from there.
+
+    Decided from managedFields, so it is idempotent and safe across a restart: if
+    the operator dies between the two applies, we still own the field, and the
+    next reconcile hands it over again (the same count) before applying. Returns
+    the API error that stopped the handover; the Deployment must then wait.
+    """
+    if app.spec.autoscale is None or key in rt.released:
+        return None
+    try:
+        live = await kube.get(KINDS["Deployment"], builders.child_name(key[1]), key[0])
+        if live is not None and FIELD_MANAGER in managers_of(live, "spec", "replicas"):
+            count = (live.get("spec") or {}).get("replicas")
+            handover = builders.build_replicas_handover(app, owner, count if isinstance(count, int) else 1)
+            await kube.apply(handover, field_manager=builders.HANDOVER_MANAGER)
+            logger.info("app %s/%s: spec.replicas (%s) handed over to the autoscaler", *key,
+                        handover["spec"]["replicas"])
+    except ApiError as exc:
+        return exc
+    # A co-owner now keeps the count whenever ours lets go (only our own apply of a fixed
+    # count could take it back, and that clears this), so later reconciles skip the GET.
+    rt.released.add(key)
+    return None
 
 
 async def _status_only(
