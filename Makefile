@@ -1,5 +1,6 @@
 # Mothership on a local kind cluster. Needs docker, kind, kubectl and helm.
-#   make up        create the cluster, build and load the image, install the chart, apply examples
+#   make up        create the cluster, build and load the image, install or upgrade the chart
+#                  (its CRDs included), apply examples
 #   make ingress   optional: an ingress controller on the control plane (ports 80/443 on the host)
 #   make down      delete the cluster
 # Override on the command line, e.g. `make up CLUSTER=dev IMAGE_TAG=mine HELM_ARGS="--set replicas=2"`.
@@ -12,6 +13,8 @@ NAMESPACE        ?= mothership-system
 RELEASE          ?= mothership
 CHART            ?= helm/mothership
 HELM_ARGS        ?=
+# true: the chart installs and upgrades the CRDs; false: `kubectl apply --server-side -f crds/`.
+CRDS_INSTALL     ?= true
 # The manifest kind's ingress guide applies (ingress-nginx built for kind's ingress-ready node).
 INGRESS_MANIFEST ?= https://kind.sigs.k8s.io/examples/ingress/deploy-ingress-nginx.yaml
 
@@ -29,10 +32,17 @@ image:
 load:
 	kind load docker-image $(IMAGE) --name $(CLUSTER)
 
-# Helm applies the chart's crds/ before the templates; --wait returns when the operator is Ready.
+# The CRDs are chart templates (crds.install, kept on uninstall), so `helm upgrade --install`
+# creates them and carries every change to them; Helm applies them before the other objects.
+# With CRDS_INSTALL=false they are yours: applied server-side from crds/ before the upgrade.
+# --wait returns when the operator is Ready.
 install:
+ifeq ($(CRDS_INSTALL),false)
+	kubectl apply --server-side -f crds/
+endif
 	helm upgrade --install $(RELEASE) $(CHART) \
 		--namespace $(NAMESPACE) --create-namespace \
+		--set crds.install=$(CRDS_INSTALL) \
 		--set image.repository=$(IMAGE_REPOSITORY) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=IfNotPresent \
 		--wait --timeout 5m $(HELM_ARGS)

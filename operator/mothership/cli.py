@@ -24,12 +24,21 @@ app.add_typer(loadtest_app, name="loadtest")
 def crds(
     out: Annotated[Path, typer.Option(help="Folder for the CRD YAML, one file per kind.")] = Path("crds"),
     chart: Annotated[
-        Path | None, typer.Option(help="Also write the chart's copy here (e.g. helm/mothership/crds).")
+        Path | None,
+        typer.Option(help="Also write the chart's copy here: helm/mothership/files/crds, which the "
+                          "chart's templates/crds.yaml renders (behind crds.install)."),
     ] = None,
 ) -> None:
     """Write the CRDs generated from the API models."""
     from mothership.api.crd import write_crds
 
+    if chart is not None and chart.name == "crds" and (chart.parent / "Chart.yaml").exists():
+        # Helm installs a chart's crds/ once and never upgrades it; files/crds/ is rendered by
+        # templates/crds.yaml, so `helm upgrade` carries CRD changes.
+        raise typer.BadParameter(
+            f"use {chart.parent / 'files' / 'crds'}: Helm never upgrades a chart's crds/",
+            param_hint="--chart",
+        )
     for path in write_crds(out, chart):
         typer.echo(str(path))
 

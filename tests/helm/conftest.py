@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "allowedTargets": ["*.staging.example.com", "10.0.0.7:8080"],
         "workerImage": "registry.example.com/mothership-worker:1.2.3",
     },
+    "crds-managed-elsewhere": {"crds": {"install": False}},
     "existing-service-account": {
         "rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}
     },

@@ -86,6 +86,12 @@ def test_default_values_render_the_operator_its_rbac_metrics_service_and_dashboa
     rendered: dict[str, list[Manifest]],
 ) -> None:
     assert kinds(rendered["defaults"]) == [
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", *["CustomResourceDefinition"] * 3,
+        "Deployment", "Service", "ServiceAccount",
+    ]
+    # The CRDs are ours (templates/crds.yaml; tests/helm/test_crds_*.py hold them); crds.install=false
+    # leaves them to `kubectl apply --server-side -f crds/`.
+    assert kinds(rendered["crds-managed-elsewhere"]) == [
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount",
     ]
 
@@ -156,12 +162,17 @@ def test_liveness_and_readiness_probe_healthz_on_the_metrics_port(
     assert "--port=8080" in container["args"]
 
 
+def _kopf_crds(objects: list[Manifest]) -> list[str]:
+    return [o["metadata"]["name"] for o in objects
+            if o["kind"] == "CustomResourceDefinition" and o["spec"]["group"] == "kopf.dev"]
+
+
 def test_one_replica_runs_standalone_and_is_replaced_not_rolled(rendered: dict[str, list[Manifest]]) -> None:
     deployment, container = _operator(rendered["defaults"])
     assert deployment["spec"]["replicas"] == 1
     assert container["args"] == ["operator", "--port=8080"]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert not [o for o in rendered["defaults"] if o["kind"] == "CustomResourceDefinition"]
+    assert not _kopf_crds(rendered["defaults"])
 
 
 def test_more_replicas_run_with_peering_and_ship_kopf_peering_crds_and_object(
@@ -172,8 +183,7 @@ def test_more_replicas_run_with_peering_and_ship_kopf_peering_crds_and_object(
     assert deployment["spec"]["replicas"] == 3
     assert "--peering=mothership" in container["args"]
     assert "strategy" not in deployment["spec"]
-    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
-    assert crds == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    assert set(_kopf_crds(objects)) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
     peering = one(objects, "ClusterKopfPeering", "mothership")
     assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     assert _env(container)["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -199,7 +209,7 @@ def test_peering_without_installing_crds_still_creates_the_peering_object(
     rendered: dict[str, list[Manifest]],
 ) -> None:
     objects = rendered["peering-crds-elsewhere"]
-    assert not [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert not _kopf_crds(objects)
     one(objects, "ClusterKopfPeering", "mothership")
 
 
@@ -251,7 +261,7 @@ def test_an_existing_service_account_is_used_without_creating_rbac(
     rendered: dict[str, list[Manifest]],
 ) -> None:
     objects = rendered["existing-service-account"]
-    assert kinds(objects) == ["ConfigMap", "Deployment", "Service"]
+    assert kinds(objects) == ["ConfigMap", *["CustomResourceDefinition"] * 3, "Deployment", "Service"]
     deployment, _ = _operator(objects)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
