@@ -108,10 +108,15 @@ def _end_anchored(pattern: str) -> str:
     return pattern
 
 
+def _sum(items: Any) -> Any:
+    """Kubernetes' CEL list library ``sum()`` (cel-python has no lists extension)."""
+    return sum(items, celpy.celtypes.IntType(0))
+
+
 @lru_cache(maxsize=64)
 def _program(rule: str) -> Any:
     env = celpy.Environment()
-    return env.program(env.compile(rule))
+    return env.program(env.compile(rule), functions={"sum": _sum})
 
 
 def compile_rules(node: dict[str, Any], path: str = "") -> list[tuple[str, str]]:
@@ -181,6 +186,8 @@ def _path(error: jsonschema.ValidationError) -> str:
 
 def _message(error: jsonschema.ValidationError) -> str:
     """jsonschema's message, in kube-apiserver's words where the two differ (checked on the real one)."""
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        return f"Too long: may not be more than {error.validator_value} bytes"
     if error.validator == "minProperties":
         return f"should have at least {error.validator_value} properties"
     if error.validator == "pattern":  # jsonschema says "'x' does not match '<repr of the pattern>'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from mothership.kube import ApiError, Kube
 from mothership.loadtests import builders
 from tests.conftest import wait_until
+from tests.largest_specs import (
+    ANNOTATION_CAP,
+    LAST_HANDLED,
+    annotation_bytes,
+    kopf_json,
+    largest_loadtest_spec,
+)
 from tests.loadtests.conftest import DemoTargetProcess
 from tests.operator.harness import Cluster, audit_triple, rbac_problems
 from tests.podrunner import PodRunner
@@ -484,3 +492,29 @@ async def test_a_spec_only_the_operator_can_refuse_errors_as_invalid_spec_naming
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
     assert want in accepted["message"], accepted["message"]
     assert await api.get("Job", builders.job_name("invalid"), ns) is None
+
+
+@pytest.mark.parametrize("scenarios", [1, 20], ids=["heaviest", "widest"])
+async def test_the_largest_valid_load_test_is_handled_and_its_annotations_fit_the_cap(
+        api: Kube, tenant_namespace: str, scenarios: int) -> None:
+    """The largest spec the CRD accepts (tests/largest_specs.py) is refused for its target, a policy
+    reason, not by the API server for kopf's annotation: the refusal and kopf's copy of the spec
+    are both written, and all annotations stay under 256 KiB."""
+    ns = tenant_namespace
+    spec = largest_loadtest_spec(scenarios=scenarios)
+    await api.apply({"apiVersion": "mothership.dev/v1alpha1", "kind": "LoadTest",
+                     "metadata": {"name": "largest", "namespace": ns}, "spec": spec})
+    status = await until_phase(api, ns, "largest", *FINAL, timeout=30)
+    accepted = condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "TargetNotAllowed"), accepted
+
+    async def handled() -> dict[str, Any] | None:
+        obj = await api.get("LoadTest", "largest", ns)
+        return obj if obj and LAST_HANDLED in (obj["metadata"].get("annotations") or {}) else None
+
+    obj = await wait_until(handled, timeout=15, what="kopf's last-handled annotation")
+    assert json.loads(obj["metadata"]["annotations"][LAST_HANDLED])["spec"] == spec
+    size = annotation_bytes(obj)
+    print(f"largest LoadTest ({scenarios} scenarios): spec JSON {len(kopf_json(spec))} bytes, "
+          f"annotations {size} bytes")
+    assert size < ANNOTATION_CAP

@@ -251,9 +251,47 @@ class SecurityContext(Model):
     """Mount the container's root filesystem read-only."""
 
 
+# --- the spec's size -----------------------------------------------------------
+#
+# kopf keeps the last-handled spec as JSON in an annotation (``kubectl apply`` keeps
+# another copy), and the API server refuses an object whose annotations together
+# exceed 256 KiB. 200 env vars of 32 Ki characters would be 6 MiB, so env, envFrom,
+# command and args share one budget, counted alike by CEL and by ``container_size``:
+# the characters of every name, value, command word and argument, plus a fixed
+# allowance per entry for the rest of it.
+
+CONTAINER_BUDGET = 49152
+"""Most env, envFrom, command and args may weigh together in ``container_size`` units."""
+_ENV_COST, _VALUE_FROM_COST, _ENV_FROM_COST, _WORD_COST = 48, 600, 640, 4
+CONTAINER_BUDGET_MESSAGE = (
+    f"env, envFrom, command and args are too large: their names, values and words must total at most "
+    f"{CONTAINER_BUDGET} characters (with {_ENV_COST} per env var, {_VALUE_FROM_COST} per valueFrom "
+    f"and {_ENV_FROM_COST} per envFrom), because kopf keeps the spec in an annotation and the API "
+    "server caps annotations at 256 KiB"
+)
+CONTAINER_BUDGET_RULE = " + ".join([
+    f"(has(self.env) ? self.env.map(e, {_ENV_COST} + size(e.name) + (has(e.value) ? size(e.value) : 0)"
+    f" + (has(e.valueFrom) ? {_VALUE_FROM_COST} : 0)).sum() : 0)",
+    f"(has(self.envFrom) ? size(self.envFrom) * {_ENV_FROM_COST} : 0)",
+    f"(has(self.command) ? self.command.map(w, {_WORD_COST} + size(w)).sum() : 0)",
+    f"(has(self.args) ? self.args.map(w, {_WORD_COST} + size(w)).sum() : 0)",
+]) + f" <= {CONTAINER_BUDGET}"
+
+
+def container_size(spec: AppSpec) -> int:
+    """env, envFrom, command and args weighed against ``CONTAINER_BUDGET``, as ``CONTAINER_BUDGET_RULE``."""
+    return (
+        sum(_ENV_COST + len(e.name) + len(e.value or "") + (_VALUE_FROM_COST if e.value_from else 0)
+            for e in spec.env)
+        + _ENV_FROM_COST * len(spec.env_from)
+        + sum(_WORD_COST + len(w) for w in [*spec.command, *spec.args])
+    )
+
+
 _APP_RULES: list[JsonValue] = [
     {"rule": "!(has(self.replicas) && has(self.autoscale))",
      "message": "set replicas or autoscale, not both"},
+    {"rule": CONTAINER_BUDGET_RULE, "message": CONTAINER_BUDGET_MESSAGE},
 ]
 
 
@@ -275,13 +313,16 @@ class AppSpec(Model):
         max_length=200,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    """Environment variables, in order."""
+    """Environment variables, in order. Names and values, with envFrom, command and args, share a
+    budget of 48 Ki characters (plus 48 per variable, 600 per valueFrom, 640 per envFrom): kopf keeps
+    the last-handled spec in an annotation, and the API server caps an object's annotations at
+    256 KiB. Put large values in a Secret or ConfigMap and use valueFrom."""
     env_from: list[EnvFrom] = Field(default=[], max_length=50)
     """Secrets and ConfigMaps whose keys all become environment variables."""
     command: list[Annotated[str, Field(max_length=4096)]] = Field(default=[], max_length=100)
-    """Overrides the image's entrypoint."""
+    """Overrides the image's entrypoint (within the budget described under ``env``)."""
     args: list[Annotated[str, Field(max_length=4096)]] = Field(default=[], max_length=200)
-    """Overrides the image's arguments."""
+    """Overrides the image's arguments (within the budget described under ``env``)."""
     resources: Resources = Resources()
     """CPU and memory requests and limits per replica (the tenant's defaults apply when unset)."""
     health_check: HealthCheck | None = None
@@ -302,6 +343,8 @@ class AppSpec(Model):
         names = [e.name for e in self.env]
         if len(names) != len(set(names)):
             raise ValueError("env names must be unique")
+        if container_size(self) > CONTAINER_BUDGET:
+            raise ValueError(CONTAINER_BUDGET_MESSAGE)
         return self
 
     def desired_replicas(self) -> int:

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, with_config
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    with_config,
+)
 from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
@@ -94,18 +102,31 @@ DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_len
 Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
 """A duration such as ``500ms``, ``30s``, ``1m30s`` or ``2h``."""
 
+MAX_QUANTITY = 64
+"""Most characters in a quantity: every string in a spec is bounded, because kopf keeps the spec in
+an annotation and the API server caps an object's annotations at 256 KiB."""
+
+
+def _quantity_length(value: str | int) -> str | int:
+    if len(str(value)) > MAX_QUANTITY:
+        raise ValueError(f"a quantity has at most {MAX_QUANTITY} characters")
+    return value
+
+
 Quantity = Annotated[
     str | int,
     Field(union_mode="left_to_right"),
+    AfterValidator(_quantity_length),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY,
+            "maxLength": MAX_QUANTITY,
         }
     ),
 ]
-"""A Kubernetes resource quantity such as ``500m``, ``2``, ``512Mi`` or ``4Gi``."""
+"""A Kubernetes resource quantity such as ``500m``, ``2``, ``512Mi`` or ``4Gi``, at most 64 characters."""
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -59,6 +59,8 @@ _ENGINE_FRAMED = ("content-length", "transfer-encoding")
 """Headers the engine derives from the body; a spec setting them could desynchronise the target."""
 MAX_HEADERS = 64
 MAX_HEADER_VALUE = 8192
+MAX_PAYLOAD = 65536
+"""Most characters in one request body or WebSocket message (the spec's text budget binds first)."""
 
 HEADER_NAME_MESSAGE = (
     "header names must be RFC 9110 tokens of 1 to 256 letters, digits and !#$%&'*+-.^_`|~ "
@@ -179,8 +181,11 @@ class HttpRequest(Model):
     values are visible ASCII, spaces and tabs, at most 8192 characters (no CR, LF or other control
     characters: percent-encode non-ASCII text). Content-Length and Transfer-Encoding are refused:
     the engine frames the body. At most one Host."""
-    body: str | None = Field(default=None, max_length=1048576)
-    """Request body, sent as is (set Content-Type in headers)."""
+    body: str | None = Field(default=None, max_length=MAX_PAYLOAD)
+    """Request body, sent as is (set Content-Type in headers). At most 64 Ki characters, and the
+    bodies, messages, paths and headers of all scenarios together at most 48 Ki characters (see
+    ``scenarios``): kopf keeps the whole spec in an annotation, and the API server caps an object's
+    annotations at 256 KiB."""
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
         default_factory=lambda: [200], min_length=1, max_length=20
     )
@@ -225,8 +230,9 @@ class WebSocketSession(Model):
     Content-Length and Transfer-Encoding are refused, and at most one Host."""
     subprotocols: list[Annotated[str, Field(pattern=TOKEN_PATTERN)]] = Field(default=[], max_length=10)
     """Subprotocols offered in Sec-WebSocket-Protocol; each an RFC 9110 token."""
-    message: str = Field(default="hello", max_length=1048576)
-    """Text payload of each message sent."""
+    message: str = Field(default="hello", max_length=MAX_PAYLOAD)
+    """Text payload of each message sent. At most 64 Ki characters, and within the spec's text
+    budget (see ``scenarios``): kopf keeps the whole spec in an annotation capped at 256 KiB."""
     interval: Duration = "1s"
     """Time between messages; ``0s`` sends the next as soon as the reply arrives."""
     expect: WsExpect = WsExpect.ECHO
@@ -440,7 +446,68 @@ class WorkerResources(Model):
     """Memory request and limit per worker."""
 
 
+# --- the spec's size -----------------------------------------------------------
+#
+# kopf keeps the last-handled spec as JSON in an annotation (and ``kubectl apply``
+# keeps another copy in its own), and the API server refuses an object whose
+# annotations together exceed 256 KiB. Lists of lists of free text multiply, so
+# field bounds alone cannot keep the spec small: the scenarios share one budget,
+# counted the same way by CEL and by ``scenarios_size``: the characters of every
+# path, name, body, message, pattern, subprotocol and header, plus a fixed
+# allowance per request, session, header and scenario for their other fields.
+
+SCENARIOS_BUDGET = 49152
+"""Most the scenarios may weigh in ``scenarios_size`` units (about JSON bytes for ASCII text)."""
+_REQUEST_COST, _SESSION_COST, _SCENARIO_COST, _ITEM_COST = 320, 256, 96, 8
+SCENARIOS_BUDGET_MESSAGE = (
+    f"the scenarios are too large: their paths, names, bodies, messages and headers must total at "
+    f"most {SCENARIOS_BUDGET} characters (with {_REQUEST_COST} per request and {_SESSION_COST} per "
+    "WebSocket session), because kopf keeps the spec in an annotation and the API server caps "
+    "annotations at 256 KiB"
+)
+
+
+def _cel_opt_size(obj: str, field: str) -> str:
+    return f"(has({obj}.{field}) ? size({obj}.{field}) : 0)"
+
+
+def _cel_headers(obj: str) -> str:
+    return (f"(has({obj}.headers) ? {obj}.headers.map(k, {_ITEM_COST} + size(k) + "
+            f"size({obj}.headers[k])).sum() : 0)")
+
+
+_CEL_REQUEST = " + ".join([str(_REQUEST_COST), _cel_opt_size("r", "path"), _cel_opt_size("r", "name"),
+                           _cel_opt_size("r", "body"), _cel_headers("r")])
+_CEL_SESSION = " + ".join([  # on s.websocket itself: ``[s.websocket].map(w, ...)`` loses its bounds
+    str(_SESSION_COST), _cel_opt_size("s.websocket", "path"), _cel_opt_size("s.websocket", "message"),
+    _cel_opt_size("s.websocket", "pattern"), _cel_headers("s.websocket"),
+    f"(has(s.websocket.subprotocols) ? s.websocket.subprotocols.map(p, {_ITEM_COST} + size(p)).sum() : 0)"])
+_CEL_SCENARIO = (
+    f"{_SCENARIO_COST} + size(s.name) + (has(s.requests) ? s.requests.map(r, {_CEL_REQUEST}).sum() : 0)"
+    f" + (has(s.websocket) ? {_CEL_SESSION} : 0)")
+SCENARIOS_BUDGET_RULE = f"self.scenarios.map(s, {_CEL_SCENARIO}).sum() <= {SCENARIOS_BUDGET}"
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    return sum(_ITEM_COST + len(k) + len(v) for k, v in headers.items())
+
+
+def scenarios_size(scenarios: list[Scenario]) -> int:
+    """The scenarios' weight against ``SCENARIOS_BUDGET``, as ``SCENARIOS_BUDGET_RULE`` counts it."""
+    total = 0
+    for s in scenarios:
+        total += _SCENARIO_COST + len(s.name)
+        for r in s.requests:
+            total += (_REQUEST_COST + len(r.path) + len(r.name or "") + len(r.body or "")
+                      + _headers_size(r.headers))
+        if (w := s.websocket) is not None:
+            total += (_SESSION_COST + len(w.path) + len(w.message) + len(w.pattern or "")
+                      + _headers_size(w.headers) + sum(_ITEM_COST + len(p) for p in w.subprotocols))
+    return total
+
+
 _LOADTEST_RULES: list[JsonValue] = [
+    {"rule": SCENARIOS_BUDGET_RULE, "message": SCENARIOS_BUDGET_MESSAGE},
     {"rule": "!(has(self.virtualUsers) && has(self.arrivalRate))",
      "message": "set virtualUsers (closed model) or arrivalRate (open model), not both"},
     {"rule": "has(self.duration) || (has(self.stages) && size(self.stages) > 0)",
@@ -479,7 +546,10 @@ class LoadTestSpec(Model):
     target: Target
     """Where the load goes."""
     scenarios: list[Scenario] = Field(min_length=1, max_length=20)
-    """What virtual users do, split by weight."""
+    """What virtual users do, split by weight. Their paths, names, bodies, messages, patterns and
+    headers share a budget of 48 Ki characters, with 320 more per request, 256 per WebSocket session,
+    96 per scenario and 8 per header: kopf keeps the last-handled spec in an annotation, and the API
+    server caps all of an object's annotations at 256 KiB. Larger payloads belong in the target."""
     virtual_users: int | None = Field(default=None, ge=1, le=10_000_000)
     """Closed model: this many virtual users loop over their scenario (or ramp with stages)."""
     arrival_rate: float | None = Field(default=None, ge=0, le=10_000_000)
@@ -521,6 +591,8 @@ class LoadTestSpec(Model):
             raise ValueError("set virtualUsers, arrivalRate or stages")
         if self.workers is not None and self.virtual_users is not None and self.workers > self.virtual_users:
             raise ValueError("workers must not exceed virtualUsers")
+        if scenarios_size(self.scenarios) > SCENARIOS_BUDGET:
+            raise ValueError(SCENARIOS_BUDGET_MESSAGE)
         return self
 
     # --- derived values (pure) -------------------------------------------
