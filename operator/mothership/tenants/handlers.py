@@ -5,9 +5,10 @@ ResourceQuota, a LimitRange, a NetworkPolicy and a RoleBinding, owned by the
 (cluster-scoped) Tenant under ``deletionPolicy: Delete``. Its status is ``tenants.status.compute`` (pure).
 Here we only apply and report:
 
-- create, update, resume, a watch on the guard rails (a quota, limit range,
-  network policy or role binding deleted or edited by hand is put back within
-  seconds) and a slow timer (the backstop, e.g. for the Namespace itself) call
+- create, update, resume, a watch on the guard rails (server-side selected by
+  the tenant label; a quota, limit range, network policy or role binding
+  deleted or edited by hand is put back within seconds) and a slow timer (the
+  backstop, e.g. for the Namespace itself) call
   :func:`reconcile`: Namespace first (everything else lives in it), then the
   rest concurrently with server-side apply.
 - a quota is Ready only once the quota controller has counted every limit
@@ -98,7 +99,10 @@ def runtime(memo: Any) -> Runtime:
 
 
 @kopf.on.startup()
-async def tenants_startup(memo: kopf.Memo, **_: Any) -> None:
+async def tenants_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Watch only the guard rails a Tenant made (server-side label selector), not every one in the cluster."""
+    for resource in GUARD_RAILS:
+        settings.watching.label_selectors[resource] = std.TENANT
     memo["tenants"] = Runtime()
 
 
@@ -135,7 +139,9 @@ GUARD_RAILS = (
     ("networking.k8s.io", "v1", "networkpolicies"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 )
-"""The namespaced children of a Tenant, watched (filtered by the tenant label) to put them back."""
+"""The namespaced children of a Tenant, watched to put them back: only those with the tenant label, by a
+server-side label selector (``tenants_startup``), so the API server sends no other quota, limit range,
+network policy or role binding in the cluster."""
 
 
 async def guard_rail_event(
