@@ -8,7 +8,8 @@ Here we only apply and report:
 - create, update, resume, a watch on the guard rails (server-side selected by
   the tenant label; a quota, limit range, network policy or role binding
   deleted or edited by hand is put back within seconds) and a slow timer (the
-  backstop, e.g. for the Namespace itself) call
+  backstop, e.g. for the Namespace itself: every 5 minutes, its first tick
+  jittered so the Tenants' timers spread out) call
   :func:`reconcile`: Namespace first (everything else lives in it), then the
   rest concurrently with server-side apply.
 - a quota is Ready only once the quota controller has counted every limit
@@ -32,7 +33,8 @@ whether it is this Tenant's (new, labelled as its own, or adopted with
 ``spec.adopt``). A namespace that does not exist is created with a plain
 create first, so of two Tenants racing for a name one gets 409 and is then
 refused. Any other namespace is refused as NamespaceTaken (Accepted=False,
-one Warning Event) and nothing is touched; the timer rechecks it. A system
+one Warning Event, not one per recheck) and nothing is touched; a 30 s timer
+that runs only while it says NamespaceTaken rechecks it. A system
 namespace or the operator's own is refused as InvalidSpec, adopt or not.
 Status is written by us under a per-Tenant lock (as for Apps: the timer and
 the change handler must not overwrite each other's newer status).
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,9 +117,34 @@ async def tenant_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
     await _run(dict(body), memo, logger, raise_errors=True)
 
 
-@kopf.timer(*TENANTS, interval=30, initial_delay=30, idle=10)
+DRIFT_EVERY = 300.0
+"""Seconds between a Tenant's backstop reconciles: minutes, since the watches catch guard-rail drift."""
+REFUSED_EVERY = 30.0
+"""Seconds between rechecks of a Tenant refused as NamespaceTaken (the namespace may have become free)."""
+
+
+def drift_delay(**_: Any) -> float:
+    """The backstop's first delay, jittered over a whole interval so the Tenants' timers do not tick
+    together (the create or resume handler has just reconciled, so there is nothing to hurry)."""
+    return DRIFT_EVERY * (0.5 + random.random())  # a spread, not a secret
+
+
+@kopf.timer(*TENANTS, interval=DRIFT_EVERY, initial_delay=drift_delay, idle=10)
 async def tenant_drift(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """The backstop for drift no watch sees (the Namespace itself, whose watch kopf owns)."""
+    await _run(dict(body), memo, logger, raise_errors=False)
+
+
+def namespace_taken(status: Mapping[str, Any], **_: Any) -> bool:
+    """Whether a Tenant's status says its namespace is another's (the refused recheck's filter)."""
+    return any(c.get("type") == TenantConditionType.ACCEPTED.value
+               and c.get("reason") == TenantReason.NAMESPACE_TAKEN.value
+               for c in (status or {}).get("conditions") or [])
+
+
+@kopf.timer(*TENANTS, interval=REFUSED_EVERY, initial_delay=REFUSED_EVERY, idle=10, when=namespace_taken)
+async def tenant_refused_recheck(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """While the namespace is taken: recheck it (a refusal posts its Event once, not per tick)."""
     await _run(dict(body), memo, logger, raise_errors=False)
 
 
