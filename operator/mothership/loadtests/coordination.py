@@ -22,7 +22,8 @@ Two entry points:
   API exists, and write ``Accepted=True``. A test whose phase is final is left
   alone: its results stay, its children may be gone.
 - :func:`coordinate` (the per-LoadTest ``kopf.daemon``): wait for the launch,
-  wait for every worker pod to be Ready (listing them by label; while one is
+  wait for every worker pod to be Ready (read from kopf's index of the pod
+  watch the operator already runs, not a LIST every second; while one is
   missing, its Job's ``FailedCreate`` Events say whether quota admission
   refused it, which ends the test Errored at once), then run the
   :class:`~mothership.loadgen.coordinator.Coordinator` against
@@ -50,7 +51,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -426,6 +427,9 @@ class Run:
     reported: set[int] = field(default_factory=set)
     """Worker indexes already reported failed to the coordinator."""
     stop_reason: str | None = None
+    pods_seen: Callable[[], list[Manifest]] | None = None
+    """This test's worker pods as the operator's pod watch last saw them (kopf's index), or None:
+    then every look is a LIST."""
 
     # --- reading the world --------------------------------------------------------
 
@@ -440,8 +444,12 @@ class Run:
             reason & kopf.DaemonStoppingReason.RESOURCE_DELETED)
 
     async def list_pods(self) -> list[Manifest]:
-        self.pods = await self.kube.list(
-            "Pod", self.namespace, label_selector={builders.LOADTEST_LABEL: self.name})
+        """The worker pods: from the operator's pod watch (``pods_seen``) when it has one, else a LIST."""
+        if self.pods_seen is not None:
+            self.pods = self.pods_seen()
+        else:
+            self.pods = await self.kube.list(
+                "Pod", self.namespace, label_selector={builders.LOADTEST_LABEL: self.name})
         return self.pods
 
     async def read_job(self) -> Manifest | None:
@@ -773,7 +781,8 @@ def _why(status: LoadTestStatus) -> str:
 
 
 async def coordinate(body: Mapping[str, Any], kube: Kube, stopped: Stopped,
-                     logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+                     logger: logging.Logger | logging.LoggerAdapter[Any],
+                     pods_seen: Callable[[], list[Manifest]] | None = None) -> None:
     """The per-LoadTest daemon (see the module docstring); returns once there is nothing left to do."""
     namespace, name = _key(body)
     while True:  # wait for launch() to accept (or refuse) the test
@@ -789,7 +798,7 @@ async def coordinate(body: Mapping[str, Any], kube: Kube, stopped: Stopped,
     except ValidationError:
         return  # launch() refused it
     run = Run(kube=kube, body=body, stopped=stopped, logger=logger, spec=spec, namespace=namespace,
-              name=name, status=status)
+              name=name, status=status, pods_seen=pods_seen)
     if status.phase not in FINAL_PHASES:
         try:
             await run.run()

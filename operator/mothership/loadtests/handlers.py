@@ -32,7 +32,8 @@ from typing import Any
 import kopf
 
 from mothership import metrics
-from mothership.loadtests import coordination
+from mothership.api.common import Manifest
+from mothership.loadtests import builders, coordination
 
 GROUP, VERSION, PLURAL = coordination.LOADTESTS
 
@@ -45,12 +46,27 @@ async def launch(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
         await coordination.launch(body, memo.kube, memo.config, logger)
 
 
+@kopf.index("v1", "pods", labels={builders.LOADTEST_LABEL: kopf.PRESENT})
+def loadtest_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels,
+                  **_: Any) -> dict[tuple[str, str], Manifest]:
+    """Worker pods by (namespace, LoadTest), from the pod watch kopf already runs for Apps (its
+    server-side selector is ``managed-by=mothership``, which workers carry): the daemon reads
+    them here instead of a LIST every second."""
+    return {(namespace or "", labels[builders.LOADTEST_LABEL]): dict(body)}
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=coordination.DELETE_GRACE_SECONDS,
              cancellation_timeout=5.0)
 async def coordinate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: kopf.Logger,
-                     **_: Any) -> None:
+                     namespace: str | None, name: str, **kwargs: Any) -> None:
     """Run the test: barrier start, live merged status, stop, final verdict, ttl clean-up."""
-    await coordination.coordinate(body, memo.kube, stopped, logger)
+    key = (namespace or "", name)
+    loadtest_pods: kopf.Index[tuple[str, str], Manifest] = kwargs["loadtest_pods"]
+
+    def pods_seen() -> list[Manifest]:
+        return list(loadtest_pods.get(key, ()))
+
+    await coordination.coordinate(body, memo.kube, stopped, logger, pods_seen)
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.stop", new=True)
