@@ -163,12 +163,11 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60, help="seconds to count requests for")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    from tests.controlplane import ControlPlane
+    from tests.controlplane import CRDS, ControlPlane
 
     with tempfile.TemporaryDirectory(prefix="operator-idle-") as tmp:
         try:
-            crds = tuple(sorted((ROOT / "crds").glob("*.yaml")))
-            cp = ControlPlane.start(Path(tmp) / "controlplane", crds=crds)
+            cp = ControlPlane.start(Path(tmp) / "controlplane", crds=CRDS)
         except RuntimeError as exc:
             raise SystemExit(f"operator_idle: the control plane did not start: {exc}") from None
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)

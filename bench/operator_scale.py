@@ -493,12 +493,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         if not os.environ.get("KUBECONFIG"):
             raise SystemExit("--kubeconfig needs $KUBECONFIG")
         return asyncio.run(bench(args, os.environ["KUBECONFIG"], "kubeconfig"))
-    from tests.controlplane import ControlPlane
+    from tests.controlplane import CRDS, ControlPlane
 
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp:
         try:
-            crds = tuple(sorted((ROOT / "crds").glob("*.yaml")))
-            cp = ControlPlane.start(Path(tmp) / "controlplane", crds=crds)
+            cp = ControlPlane.start(Path(tmp) / "controlplane", crds=CRDS)
         except RuntimeError as exc:
             raise BenchError(f"the control plane did not start: {exc}") from exc
         try:

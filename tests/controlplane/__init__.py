@@ -53,6 +53,8 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+CRDS = tuple(sorted((HERE.parents[1] / "crds").glob("*.yaml")))
+"""Our generated CRDs, for ``ControlPlane.start(crds=CRDS)``."""
 SOURCES = ("go.mod", "go.sum", "main.go")
 SERVICE_RANGE = "10.96.0.0/16"
 """Room for 65k Services (the bench creates 500 at once); the first address is ``kubernetes``."""

@@ -15,13 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.controlplane import ControlPlane, binary, go_available
-
-CRDS = tuple(sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")))
+from tests.controlplane import CRDS, ControlPlane, binary, go_available
 
 
 def wanted(session: pytest.Session) -> bool:

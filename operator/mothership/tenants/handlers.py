@@ -135,11 +135,14 @@ async def tenant_drift(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **
     await _run(dict(body), memo, logger, raise_errors=False)
 
 
+def _has_condition(status: Mapping[str, Any] | None, type_: str, reason: str) -> bool:
+    return any(c.get("type") == type_ and c.get("reason") == reason
+               for c in (status or {}).get("conditions") or [])
+
+
 def namespace_taken(status: Mapping[str, Any], **_: Any) -> bool:
     """Whether a Tenant's status says its namespace is another's (the refused recheck's filter)."""
-    return any(c.get("type") == TenantConditionType.ACCEPTED.value
-               and c.get("reason") == TenantReason.NAMESPACE_TAKEN.value
-               for c in (status or {}).get("conditions") or [])
+    return _has_condition(status, TenantConditionType.ACCEPTED.value, TenantReason.NAMESPACE_TAKEN.value)
 
 
 @kopf.timer(*TENANTS, interval=REFUSED_EVERY, initial_delay=REFUSED_EVERY, idle=10, when=namespace_taken)
@@ -150,9 +153,8 @@ async def tenant_refused_recheck(body: kopf.Body, memo: kopf.Memo, logger: kopf.
 
 def quota_not_computed(status: Mapping[str, Any], **_: Any) -> bool:
     """Whether a Tenant's status says its quota is not counted yet (the recheck timer's filter)."""
-    return any(c.get("type") == TenantConditionType.QUOTA_READY.value
-               and c.get("reason") == TenantReason.QUOTA_NOT_COMPUTED.value
-               for c in (status or {}).get("conditions") or [])
+    return _has_condition(status, TenantConditionType.QUOTA_READY.value,
+                          TenantReason.QUOTA_NOT_COMPUTED.value)
 
 
 @kopf.timer(*TENANTS, interval=status.NUDGE_EVERY, initial_delay=status.NUDGE_EVERY, when=quota_not_computed)
