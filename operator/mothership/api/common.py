@@ -139,10 +139,11 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
-_QUANTITY_SUFFIX = {
-    "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+QUANTITY_SUFFIXES: dict[str, float] = {
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
 }
+"""What each Kubernetes quantity suffix multiplies by: one table for every parser of quantities."""
 
 
 def parse_quantity(value: str | int) -> float:
@@ -152,7 +153,7 @@ def parse_quantity(value: str | int) -> float:
     match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|Ki|Mi|Gi|Ti|M|G|T)?", value)
     if not match:
         raise ValueError(f"not a quantity: {value!r} (use e.g. 500m, 2, 512Mi, 4Gi)")
-    return float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
+    return float(match.group(1)) * QUANTITY_SUFFIXES[match.group(2) or ""]
 
 
 # --- Conditions -------------------------------------------------------------

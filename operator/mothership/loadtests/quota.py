@@ -21,16 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mothership.api.common import parse_quantity
+from mothership.api.common import QUANTITY_SUFFIXES, parse_quantity
 from mothership.api.loadtest import LoadTestSpec
 
 QUOTA_NAME = "mothership"
 """The Tenant's ResourceQuota in its namespace (``tenants.builders.CHILD_NAME``)."""
 
-_SUFFIX = {
-    "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
-}
 _QUANTITY = re.compile(r"([+-]?[0-9]*\.?[0-9]+)(?:([eE][+-]?[0-9]+)|(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?)")
 
 _CPU = ("cpu", "requests.cpu", "limits.cpu")
@@ -45,7 +41,7 @@ def amount(value: Any) -> float | None:
     if match is None:
         return None
     number, exponent, suffix = match.groups()
-    return float(number + (exponent or "")) * _SUFFIX[suffix or ""]
+    return float(number + (exponent or "")) * QUANTITY_SUFFIXES[suffix or ""]
 
 
 def demand(spec: LoadTestSpec) -> dict[str, float]:
@@ -117,7 +113,7 @@ def show(key: str, value: float) -> str:
         return f"{math.ceil(value * 1000 - 1e-6)}m"
     if key in _MEMORY:
         for suffix in ("Ti", "Gi", "Mi", "Ki"):
-            unit = _SUFFIX[suffix]
+            unit = QUANTITY_SUFFIXES[suffix]
             if value >= unit and abs(value / unit - round(value / unit)) < 1e-9:
                 return f"{round(value / unit)}{suffix}"
         return str(round(value))
