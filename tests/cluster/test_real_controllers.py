@@ -1,10 +1,8 @@
 """What only the real admission plugins and controllers show: failures our old emulator hid.
 
 Each was seen on a real kube-apiserver with kube-controller-manager while the
-emulator suite was green. They are pinned here, ``xfail(strict=True)``, until
-the issue that fixes them lands: the day one starts passing, the suite fails
-until its mark is removed, so a fix cannot go unnoticed (or a regression
-unpinned).
+emulator suite was green; they were pinned here as strict xfails until the
+operator was fixed, and now guard against the failure coming back.
 """
 
 from __future__ import annotations
@@ -28,11 +26,8 @@ from mothership.loadtests import builders
 
 __all__ = ["demo_target_process", "target"]  # fixtures
 
-FIXED_BY = ('issue "Tenants and LoadTests that hold on a real cluster: no takeover, no bypass, '
-            'quota-aware, failure-tolerant"')
 TIMEOUT = 90.0
 """Seconds for a LoadTest to run its course here: the Job controller, the pod runner, the watch latency."""
-pinned = pytest.mark.xfail(strict=True, reason=f"fails on the real control plane; {FIXED_BY}")
 
 
 def ready(obj: dict[str, Any] | None) -> bool:
