@@ -127,7 +127,8 @@ def test_dockerignore_keeps_the_context_to_pyproject_readme_and_the_package() ->
     for path in (".venv/bin/python", ".git/HEAD", "tests/helm/test_chart.py", "helm/mothership/values.yaml",
                  "operator/mothership/__pycache__/cli.cpython-311.pyc", "bench/http_rps.py", ".env"):
         assert _ignored(patterns, path), f"{path} must not reach the build context"
-    for path in ("pyproject.toml", "README.md", "operator/mothership/cli.py", "operator/mothership/py.typed"):
+    for path in ("pyproject.toml", "README.md", "operator/mothership/cli/__init__.py",
+                 "operator/mothership/py.typed"):
         assert not _ignored(patterns, path), f"{path} is needed by the build"
     for explicit in (".venv", ".git", "tests"):
         assert explicit in patterns
