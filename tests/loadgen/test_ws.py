@@ -9,7 +9,16 @@ from mothership.api.loadtest import WebSocketSession
 from mothership.loadgen.engine import clock_for
 from mothership.loadgen.histogram import bucket_index
 from mothership.loadgen.stats import Stats
-from mothership.loadgen.ws import StopSignal, WsSession, prepare_session, ws_url
+from mothership.loadgen.ws import (
+    MAX_UNANSWERED,
+    SeqIds,
+    StopSignal,
+    WsSession,
+    prepare_session,
+    seq_patterns,
+    ws_url,
+)
+from tests.conftest import RunningDemoTarget
 
 from .conftest import TargetServer
 
@@ -65,8 +74,8 @@ async def test_a_reply_that_is_not_the_echo_is_a_protocol_error(target_server: T
 
 
 async def test_a_reply_matching_the_pattern_counts_its_latency(target_server: TargetServer) -> None:
-    stats = await session(target_server.url, path="/ws/upper", message="abc", interval="20ms", hold="100ms",
-                          expect="pattern", pattern="^AB")
+    stats = await session(target_server.url, path="/ws/upper", message="abc {seq}", interval="20ms",
+                          hold="100ms", expect="pattern", pattern="^AB")
     snap = stats.snapshot()
     assert snap["errors"] == {}
     assert snap["histograms"]["ws_msg_latency"]["count"] >= 3
@@ -127,3 +136,134 @@ async def test_stopping_closes_a_held_session_normally_and_early(target_server: 
     stats = await session(target_server.url, stopping, path="/ws/echo", interval="20ms", hold="30s")
     assert loop.time() - started < 1.0
     assert stats.errors_total() == 0 and stats.ws_abnormal_closures == 0
+
+
+# --- true round trips: {seq} ids ------------------------------------------------------------
+
+
+async def test_with_seq_every_echo_is_paired_by_its_id(target_server: TargetServer) -> None:
+    stats = await session(target_server.url, path="/ws/echo", message="m{seq}.", interval="0s", hold="200ms")
+    snap = stats.snapshot()
+    c = snap["counters"]
+    assert c["ws_msgs_sent"] > 20 and snap["errors"] == {}
+    assert c["ws_msgs_received"] in (c["ws_msgs_sent"], c["ws_msgs_sent"] - 1)
+    assert snap["histograms"]["ws_msg_latency"]["count"] == c["ws_msgs_received"]
+    # ids 0, 1, 2, ...: "m0." is 3 bytes, "m10." 4; so the bytes say the ids were substituted
+    assert c["ws_bytes_sent"] > 3 * c["ws_msgs_sent"]
+
+
+async def test_without_seq_a_pattern_reply_counts_but_reports_no_latency(target_server: TargetServer) -> None:
+    stats = await session(target_server.url, path="/ws/upper", message="abc", interval="20ms", hold="100ms",
+                          expect="pattern", pattern="^AB")
+    snap = stats.snapshot()
+    assert snap["errors"] == {} and snap["counters"]["ws_msgs_received"] >= 3
+    assert snap["histograms"]["ws_msg_latency"]["count"] == 0
+
+
+def test_the_id_is_found_by_the_text_around_seq_not_by_other_digits() -> None:
+    exact, find = seq_patterns(tuple(b"room 7 says {seq}!".split(b"{seq}")))
+    m = exact.fullmatch(b"room 7 says 12!")
+    assert m is not None and m.group(1) == b"12"
+    assert exact.fullmatch(b"ROOM 7 SAYS 12!") is None
+    m = find.search(b'{"from": 3, "text": "ROOM 7 SAYS 45!"}')
+    assert m is not None and m.group(1) == b"45"
+    assert find.search(b"room 8 says 12!") is None
+    twice, _ = seq_patterns(tuple(b"{seq}-{seq}".split(b"{seq}")))
+    assert twice.fullmatch(b"5-5") is not None and twice.fullmatch(b"5-6") is None
+
+
+def test_worker_ids_never_collide() -> None:
+    workers = [SeqIds(i, 3) for i in range(3)]
+    taken = [w.take() for _ in range(100) for w in workers]
+    assert len(set(taken)) == 300 and set(taken) == {b"%d" % n for n in range(300)}
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, _type: object, payload: bytes) -> None:
+        self.sent.append(bytes(payload))
+
+
+class _Frame:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.payload_size = len(data)
+
+    def get_payload_as_bytes(self) -> bytes:
+        return self.data
+
+    def get_payload_as_memoryview(self) -> memoryview:
+        return memoryview(self.data)
+
+
+def _offline(**fields: Any) -> tuple[WsSession, Stats, list[float]]:
+    """A session whose sends and receives are driven by hand, on a clock the test sets."""
+    stats = Stats(["s"])
+    clock = [0.0]
+    ws = WsSession(prepare_session("http://127.0.0.1:9", WebSocketSession.model_validate(fields)), 0,
+                   stats, lambda: clock[0], StopSignal())
+    return ws, stats, clock
+
+
+def test_a_silent_peer_keeps_at_most_max_unanswered_ids_and_a_late_reply_reports_nothing() -> None:
+    ws, stats, clock = _offline(message="n{seq}", expect="any")
+    transport = _Transport()
+    for i in range(MAX_UNANSWERED + 10):
+        ws.send(transport, float(i))  # type: ignore[arg-type]
+    assert len(ws.pending) == MAX_UNANSWERED and b"0" not in ws.pending and b"10" in ws.pending
+    clock[0] = 5000.0
+    ws.on_message(transport, _Frame(b"n3"))  # type: ignore[arg-type]  # forgotten: no latency
+    ws.on_message(transport, _Frame(b"n10"))  # type: ignore[arg-type]
+    latency = stats.snapshot()["histograms"]["ws_msg_latency"]
+    assert latency["count"] == 1 and latency["min"] == 5000.0 - 10
+    assert stats.ws_msgs_received == 2 and stats.errors_total() == 0
+
+
+def test_in_order_echoes_past_the_bound_pair_with_their_own_send() -> None:
+    ws, stats, clock = _offline(message="e", expect="echo")
+    transport = _Transport()
+    n = MAX_UNANSWERED + 5
+    for i in range(n):
+        ws.send(transport, float(i))  # type: ignore[arg-type]
+    clock[0] = 10_000.0
+    for _ in range(n):
+        ws.on_message(transport, _Frame(b"e"))  # type: ignore[arg-type]
+    latency = stats.snapshot()["histograms"]["ws_msg_latency"]
+    # the 5 forgotten replies report nothing; reply i pairs with send i, not a later one
+    assert latency["count"] == MAX_UNANSWERED
+    assert latency["max"] == 10_000.0 - 5 and latency["min"] == 10_000.0 - (n - 1)
+
+
+async def test_in_a_chat_room_each_session_times_only_its_own_messages(
+    demo_target: RunningDemoTarget,
+) -> None:
+    """Five senders in one room: everyone receives everyone's messages, a session times its own."""
+    loop = asyncio.get_running_loop()
+    ws_session = WebSocketSession.model_validate({"path": "/ws/chat?room=seq", "message": "hi {seq}",
+                                                  "interval": "20ms", "expect": "any", "hold": "300ms"})
+    ids = SeqIds()
+    runs = []
+    for _ in range(5):
+        stats = Stats(["s"])
+        runs.append((WsSession(prepare_session(demo_target.url, ws_session, ids=ids), 0, stats,
+                               clock_for(loop), StopSignal()), stats))
+    await asyncio.wait_for(asyncio.gather(*(ws.run() for ws, _ in runs)), 5)
+    for ws, stats in runs:
+        snap = stats.snapshot()
+        c = snap["counters"]
+        latency = snap["histograms"]["ws_msg_latency"]
+        own_echoes = c["ws_msgs_sent"] - len(ws.pending)
+        assert snap["errors"] == {} and c["ws_msgs_sent"] >= 5
+        assert latency["count"] == own_echoes > 0
+        assert c["ws_msgs_received"] > 2 * own_echoes  # FIFO would have timed these too
+        assert 0 <= latency["min"] <= latency["max"] < 1
+
+
+async def test_in_a_chat_room_without_seq_no_latency_is_reported(demo_target: RunningDemoTarget) -> None:
+    stats = await session(demo_target.url, path="/ws/chat?room=noseq", message="hi", interval="20ms",
+                          expect="any", hold="100ms")
+    snap = stats.snapshot()
+    assert snap["counters"]["ws_msgs_received"] >= 3
+    assert snap["histograms"]["ws_msg_latency"]["count"] == 0

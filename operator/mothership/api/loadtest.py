@@ -200,9 +200,9 @@ class WsExpect(StrEnum):
     ECHO = "echo"
     """The reply must equal the message sent."""
     ANY = "any"
-    """Any reply counts."""
+    """Any message received counts as a reply; latency is measured only with ``{seq}`` in ``message``."""
     PATTERN = "pattern"
-    """The reply must match ``pattern``."""
+    """The reply must match ``pattern``; latency is measured only with ``{seq}`` in ``message``."""
     NONE = "none"
     """Send only; no reply is awaited (message latency is not measured)."""
 
@@ -231,8 +231,13 @@ class WebSocketSession(Model):
     subprotocols: list[Annotated[str, Field(pattern=TOKEN_PATTERN)]] = Field(default=[], max_length=10)
     """Subprotocols offered in Sec-WebSocket-Protocol; each an RFC 9110 token."""
     message: str = Field(default="hello", max_length=MAX_PAYLOAD)
-    """Text payload of each message sent. At most 64 Ki characters, and within the spec's text
-    budget (see ``scenarios``): kopf keeps the whole spec in an annotation capped at 256 KiB."""
+    """Text payload of each message sent. Each ``{seq}`` in it is replaced by the message's sequence
+    id, a decimal number unique across the test's workers, and a reply is paired with its message by
+    that id, found by the text around ``{seq}`` (exactly for ``expect: echo``, anywhere in the reply
+    and in any case otherwise), so ``ws_msg_latency`` is a true round trip even in a room where
+    everyone's messages arrive. Without ``{seq}``, only ``expect: echo`` measures latency (an echo
+    server answers in order). At most 64 Ki characters, and within the spec's text budget (see
+    ``scenarios``): kopf keeps the whole spec in an annotation capped at 256 KiB."""
     interval: Duration = "1s"
     """Time between messages; ``0s`` sends the next as soon as the reply arrives."""
     expect: WsExpect = WsExpect.ECHO

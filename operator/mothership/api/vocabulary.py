@@ -112,7 +112,9 @@ METRICS: tuple[MetricDef, ...] = (
               "WebSocket payload bytes received."),
     MetricDef("ws_msg_latency", MetricKind.TREND, Unit.SECONDS,
               "mothership_loadtest_ws_msg_latency_seconds", "websocket.messageLatency",
-              "Round trip from sending a WebSocket message to receiving its expected reply."),
+              ("Round trip from the scheduled send of a WebSocket message to its reply, only for "
+               "replies paired with their message: by the `{seq}` id in it, or in order for "
+               "`expect: echo` without one.")),
     MetricDef("data_sent", MetricKind.COUNTER, Unit.BYTES,
               "mothership_loadtest_data_sent_bytes_total", "dataSent",
               "Bytes written to the network, all protocols."),

@@ -30,7 +30,7 @@ from .http import parse_target, prepare
 from .models import Context, model_for
 from .plan import WorkerShare
 from .stats import Stats
-from .ws import prepare_session
+from .ws import SeqIds, prepare_session
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +44,19 @@ def clock_for(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
 
 def build_context(spec: LoadTestSpec, share: WorkerShare, stats: Stats, base_url: str,
                   loop: asyncio.AbstractEventLoop, ssl_context: ssl.SSLContext | None = None) -> Context:
-    """Encode every scenario once: request bytes, WebSocket URLs and payloads."""
+    """Encode every scenario once: request bytes, WebSocket URLs and payloads.
+
+    One ``SeqIds`` for all scenarios of this worker, striped by worker index, so
+    every ``{seq}`` id of the test is unique (sessions of any scenario may share a room).
+    """
     target = parse_target(base_url, ssl_context)
+    ids = SeqIds(share.index, share.count)
     return Context(
         share=share,
         stats=stats,
         target=target,
         requests=[[prepare(target, r) for r in sc.requests] for sc in spec.scenarios],
-        sessions=[prepare_session(base_url, sc.websocket, ssl_context) if sc.websocket else None
+        sessions=[prepare_session(base_url, sc.websocket, ssl_context, ids) if sc.websocket else None
                   for sc in spec.scenarios],
         now=clock_for(loop),
         loop=loop,

@@ -13,10 +13,26 @@ what was sent; pattern: a regex match; any; none); optional pings (a ping
 still unanswered a whole interval later is a ``protocol`` error); after
 ``hold`` (or when the engine stops) a normal close with code 1000.
 
+Round trips are only reported when a reply can be paired with the message it
+answers, timed from the message's scheduled send:
+
+* with a ``{seq}`` placeholder in ``message``, each message carries a decimal
+  id unique across the test's workers (``SeqIds``), and a reply is paired
+  with the unanswered message whose id it contains, found by the text around
+  ``{seq}`` (exactly, for ``expect: echo``; case-insensitively anywhere in the
+  reply otherwise). In a chat room every session receives everyone's
+  messages; only its own are round trips.
+* without it, only ``expect: echo`` pairs, first in first out (an echo
+  server answers in order); ``any`` and ``pattern`` count replies but report
+  no latency, since "the next message from anyone" is not a round trip.
+
+At most ``MAX_UNANSWERED`` messages per session wait for their reply; past
+that the oldest is forgotten and its reply, if it comes, reports nothing.
+
 What is recorded (Stats): sessions started, connect time, handshake failures
 (refused -> connect, timeout -> timeout, no 101 -> status, anything else ->
 protocol), open connections, messages and payload bytes both ways, round-trip
-latency of matched replies (FIFO: the oldest unanswered message), abnormal
+latency of paired replies (above), abnormal
 closures (the peer vanished without a close frame: 1006). A session counts at
 most one error, so the error rate stays a ratio.
 
@@ -66,6 +82,31 @@ _BINARY = WSMsgType.BINARY
 _CLOSE = WSMsgType.CLOSE
 _PONG = WSMsgType.PONG
 
+SEQ = "{seq}"
+"""The placeholder in ``websocket.message`` replaced by each message's sequence id."""
+MAX_UNANSWERED = 1024
+"""Messages a session keeps waiting for their reply; a silent peer cannot grow memory past this."""
+
+
+class SeqIds:
+    """Sequence ids unique across one test: worker ``index`` of ``count`` hands out index, index + count, ...
+
+    One per worker, shared by all its sessions and scenarios, because in a chat
+    room every session of every worker receives everyone's messages: an id must
+    name exactly one sent message.
+    """
+
+    __slots__ = ("_next", "_step")
+
+    def __init__(self, index: int = 0, count: int = 1) -> None:
+        self._next = index
+        self._step = count
+
+    def take(self) -> bytes:
+        n = self._next
+        self._next = n + self._step
+        return b"%d" % n
+
 
 @dataclass(frozen=True)
 class PreparedSession:
@@ -82,6 +123,14 @@ class PreparedSession:
     ping_interval: float
     connect_timeout: float
     ssl: ssl.SSLContext | None
+    parts: tuple[bytes, ...] = ()
+    """``message`` split at each ``{seq}``; empty without one (``payload`` is sent as is)."""
+    seq_exact: re.Pattern[bytes] | None = None
+    """A reply that is exactly a message sent, the id in group 1 (``expect: echo`` with ``{seq}``)."""
+    seq_find: re.Pattern[bytes] | None = None
+    """The text around ``{seq}`` anywhere in a reply, any case, the id in group 1."""
+    ids: SeqIds | None = None
+    """This worker's id source, shared by its sessions; None without ``{seq}``."""
 
 
 def ws_url(base_url: str, path: str) -> str:
@@ -95,16 +144,37 @@ def ws_url(base_url: str, path: str) -> str:
     return urlunsplit((scheme, parts.netloc, wire_path(parts.path.rstrip("/") + path), "", ""))
 
 
+def seq_patterns(parts: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """(exact, find) regexes over replies for a message split at ``{seq}``; group 1 is the id.
+
+    The id is found by the literal text around it, so digits elsewhere in the
+    message (or the reply) are never taken for an id; a second ``{seq}`` must
+    hold the same id (a backreference).
+    """
+    body = re.escape(parts[0]) + rb"(\d+)" + rb"\1".join(re.escape(p) for p in parts[1:])
+    return re.compile(body, re.DOTALL), re.compile(body, re.DOTALL | re.IGNORECASE)
+
+
 def prepare_session(base_url: str, session: WebSocketSession,
-                    ssl_context: ssl.SSLContext | None = None) -> PreparedSession:
+                    ssl_context: ssl.SSLContext | None = None, ids: SeqIds | None = None) -> PreparedSession:
+    """Resolve ``session`` once; ``ids`` is the worker's id source for ``{seq}`` (a private one if None)."""
     headers = list(session.headers.items())
     if session.subprotocols:
         headers.append(("Sec-WebSocket-Protocol", ", ".join(session.subprotocols)))
     url = ws_url(base_url, session.path)
+    payload = session.message.encode()
+    parts: tuple[bytes, ...] = ()
+    seq_exact = seq_find = None
+    if SEQ.encode() in payload:
+        parts = tuple(payload.split(SEQ.encode()))
+        seq_exact, seq_find = seq_patterns(parts)
+        ids = ids or SeqIds()
+    else:
+        ids = None
     return PreparedSession(
         url=url,
         headers=tuple(headers),
-        payload=session.message.encode(),
+        payload=payload,
         interval=parse_duration(session.interval),
         expect=session.expect,
         pattern=re.compile(session.pattern.encode()) if session.pattern else None,
@@ -112,6 +182,10 @@ def prepare_session(base_url: str, session: WebSocketSession,
         ping_interval=parse_duration(session.ping_interval) if session.ping_interval else 0.0,
         connect_timeout=parse_duration(session.connect_timeout),
         ssl=(ssl_context or ssl.create_default_context()) if url.startswith("wss:") else None,
+        parts=parts,
+        seq_exact=seq_exact,
+        seq_find=seq_find,
+        ids=ids,
     )
 
 
@@ -172,7 +246,7 @@ class _SessionListener(WSListener):
                 else:
                     h.underflow += 1
                 if not r.closing:
-                    r.sent_at.append(t)
+                    r.sent_at.append(t)  # scheduled: as soon as the reply is in
                     transport.send(_TEXT, r.payload)
                     stats.ws_msgs_sent += 1
                     stats.ws_bytes_sent += r.size
@@ -202,6 +276,12 @@ class WsSession:
         self.stopping = stopping
         self.transport: WSTransport | None = None
         self.sent_at: deque[float] = deque()
+        """Scheduled send times of unanswered messages, oldest first (``expect: echo`` without ``{seq}``)."""
+        self.forgotten = 0
+        """Replies still due for messages dropped from ``sent_at``; each pairs with nothing."""
+        self.pending: dict[bytes, float] = {}
+        """Unanswered sequence ids and their scheduled send times, oldest first (with ``{seq}``)."""
+        self.has_sent = False
         self.close_code: WSCloseCode | None = None
         self.closing = False
         self.errored = False
@@ -213,7 +293,7 @@ class WsSession:
         """What the exchange loop sleeps on: a timer, the stop signal or the disconnect resolve it."""
         self.connected = False
         self._fast = prepared.interval <= 0 and prepared.expect is not WsExpect.NONE
-        self.fast_echo = self._fast and prepared.expect is WsExpect.ECHO
+        self.fast_echo = self._fast and prepared.expect is WsExpect.ECHO and prepared.ids is None
         """Replies go straight back out: the listener's inlined hot path applies."""
         self.payload = prepared.payload
         self.size = len(prepared.payload)
@@ -227,24 +307,69 @@ class WsSession:
         t = self.now()
         size = frame.payload_size
         expect = p.expect
-        if expect is WsExpect.ECHO:
-            ok = frame.get_payload_as_memoryview() == p.payload
-        elif expect is WsExpect.PATTERN:
-            ok = p.pattern is not None and p.pattern.search(frame.get_payload_as_bytes()) is not None
-        else:
-            ok = True
+        if expect is WsExpect.NONE:
+            stats.ws_received(size, None)
+            return
         latency = None
-        if self.sent_at and expect is not WsExpect.NONE:
-            if ok:
-                latency = t - self.sent_at.popleft()
-            elif not self.errored:
-                self.errored = True
-                stats.error(self.si, ErrorClass.PROTOCOL)
+        paired = False
+        if p.ids is None:
+            if expect is WsExpect.ECHO:
+                ok = frame.get_payload_as_memoryview() == p.payload
+                if ok and self.sent_at:  # an echo server answers in order: FIFO pairs
+                    if self.forgotten:
+                        self.forgotten -= 1
+                    else:
+                        latency = t - self.sent_at.popleft()
+            elif expect is WsExpect.PATTERN:
+                ok = p.pattern is not None and p.pattern.search(frame.get_payload_as_bytes()) is not None
+            else:
+                ok = True
+            paired = ok
+        else:
+            data = frame.get_payload_as_bytes()
+            if expect is WsExpect.ECHO:
+                assert p.seq_exact is not None
+                m = p.seq_exact.fullmatch(data)
+                ok = m is not None
+            else:
+                ok = expect is WsExpect.ANY or (p.pattern is not None and p.pattern.search(data) is not None)
+                assert p.seq_find is not None
+                m = p.seq_find.search(data) if ok else None
+            if m is not None:
+                sent = self.pending.pop(m.group(1), None)
+                if sent is not None:
+                    latency = t - sent
+                    paired = True
+        if not ok and self.has_sent and not self.errored:
+            self.errored = True
+            stats.error(self.si, ErrorClass.PROTOCOL)
         stats.ws_received(size, latency)
-        if self._fast and ok and not self.closing:
-            self.sent_at.append(t)
-            transport.send(_TEXT, p.payload)
-            stats.ws_sent(len(p.payload))
+        if self._fast and paired and not self.closing:
+            self.send(transport, t)
+
+    def send(self, transport: WSTransport, scheduled: float) -> None:
+        """Send the next message, remembering ``scheduled`` (its planned send time) to pair its reply."""
+        p = self.p
+        ids = p.ids
+        if ids is None:
+            payload = p.payload
+            if p.expect is WsExpect.ECHO:
+                sent_at = self.sent_at
+                if len(sent_at) >= MAX_UNANSWERED:
+                    sent_at.popleft()
+                    self.forgotten += 1
+                sent_at.append(scheduled)
+        else:
+            seq = ids.take()
+            payload = seq.join(p.parts)
+            if p.expect is not WsExpect.NONE:
+                pending = self.pending
+                if len(pending) >= MAX_UNANSWERED:
+                    del pending[next(iter(pending))]
+                pending[seq] = scheduled
+        transport.send(_TEXT, payload)
+        self.has_sent = True
+        self.stats.ws_sent(len(payload))
 
     def on_disconnected(self) -> None:
         if self.connected:
@@ -317,9 +442,7 @@ class WsSession:
         stopping.wakers.add(self._wake)
         try:
             if self._fast and not self.disconnected:
-                self.sent_at.append(self.now())
-                transport.send(_TEXT, p.payload)
-                self.stats.ws_sent(len(p.payload))
+                self.send(transport, self.now())
             next_send = self.now() if not self._fast and p.interval > 0 else None
             if p.expect is WsExpect.NONE and p.interval <= 0:
                 next_send = self.now()  # send-only at full speed: one message per loop turn
@@ -330,10 +453,7 @@ class WsSession:
                 if t >= end:
                     break
                 if next_send is not None and t >= next_send:
-                    if p.expect is not WsExpect.NONE:
-                        self.sent_at.append(t)
-                    transport.send(_TEXT, p.payload)
-                    self.stats.ws_sent(len(p.payload))
+                    self.send(transport, next_send)  # a late loop shows in the latency
                     next_send += p.interval
                     if next_send <= t:
                         next_send = t + p.interval
