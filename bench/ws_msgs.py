@@ -16,13 +16,22 @@ medians) against the same server:
   echoes counted by a custom Counter read from ``--summary-export``; usage
   reports off. Absent, its fields are null and ``missing`` names it.
 
-Goals: engine >= 0.9 x bare and engine >= 2.5 x k6 (issue 5). ``--hold-vus N`` instead ramps N virtual users
-(default goal 20,000) that each hold one quiet session (a message every 30 s),
-and reports the worker's peak RSS and open connections; goal < 1 GiB.
+Goals: engine >= 0.9 x bare and engine >= 2.5 x k6 (issue 5). ``--message`` sets the payload
+of the bare and engine clients: ``'x{seq}'`` measures the cost of sequence ids (the bare client
+sends the text with ``{seq}`` left as is, so it stays the anchor).
+
+``--hold-vus N`` instead ramps N virtual users (default goal 20,000) that each hold one quiet
+session (a message every 30 s), and reports the worker's peak RSS and open connections (goal
+< 1 GiB), the connects/s reached, the longest event-loop stall and the garbage collector's
+pauses, and what the server saw: sessions it accepted, handshakes it timed out and peers that
+vanished without a close frame. So an abnormal closure is traced to the side that caused it.
+``--sources K`` spreads the sessions over K server addresses 127.0.0.1..K (K ``engine.run``
+calls on one loop, in one process): one client address talking to one server address can open
+only as many connections as there are ephemeral ports free of TIME_WAIT.
 Everything is bounded in time. Prints one JSON line.
 
-    .venv/bin/python bench/ws_msgs.py [--seconds 5] [--rounds 3]
-    .venv/bin/python bench/ws_msgs.py --hold-vus 20000
+    .venv/bin/python bench/ws_msgs.py [--seconds 5] [--rounds 3] [--message 'x{seq}']
+    .venv/bin/python bench/ws_msgs.py --hold-vus 20000 --ramp 30 --hold 15 [--sources 2]
 """
 
 from __future__ import annotations
@@ -30,9 +39,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
+import logging
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,6 +63,8 @@ from compare import header, k6_metrics  # noqa: E402
 SERVER_CORE = "0"
 CLIENT_CORE = "1" if (os.cpu_count() or 1) > 1 else "0"
 MESSAGE = b"x" * 32
+message = MESSAGE
+"""What the bare and engine clients send (``--message``)."""
 
 
 def raise_fd_limit(want: int) -> None:
@@ -69,10 +83,19 @@ def free_port() -> int:
         return port
 
 
+def addresses(sources: int) -> list[str]:
+    return [f"127.0.0.{i + 1}" for i in range(sources)]
+
+
 @contextlib.contextmanager
-def server() -> Iterator[str]:
+def server(sources: int = 1, seen: dict[str, Any] | None = None) -> Iterator[str]:
+    """The echo server on core 0, listening on ``sources`` loopback addresses; yields the first URL.
+
+    On exit it is asked (SIGTERM) for what it saw, put into ``seen``.
+    """
     port = free_port()
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, __file__, "--serve", str(port)],
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, __file__, "--serve", str(port),
+                             "--sources", str(sources)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -83,18 +106,41 @@ def server() -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(5)
+            out, _ = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(5)
+            out, _ = proc.communicate(timeout=5)
+        if seen is not None and out.strip():
+            seen.update(json.loads(out.strip().splitlines()[-1]))
 
 
-async def echo_server(port: int) -> None:
+class _Count(logging.Handler):
+    """Counts picows's log records by message shape (handshake timeouts and the like)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = " ".join(str(record.msg).split()[:4])
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+async def echo_server(port: int, sources: int) -> None:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
+    seen = {"sessions": 0, "open": 0, "peak_open": 0, "client_closed": 0, "vanished": 0}
+
     class Echo(WSListener):
+        closed = False
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            seen["open"] += 1
+            seen["peak_open"] = max(seen["peak_open"], seen["open"])
+
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type is WSMsgType.CLOSE:
+                self.closed = True
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
             elif frame.msg_type is WSMsgType.PING:
@@ -102,13 +148,27 @@ async def echo_server(port: int) -> None:
             else:
                 transport.send(frame.msg_type, frame.get_payload_as_memoryview())
 
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            seen["open"] -= 1
+            seen["client_closed" if self.closed else "vanished"] += 1
+
     def listener_factory(request: WSUpgradeRequest) -> Echo:
+        seen["sessions"] += 1
         return Echo()
 
-    srv = await ws_create_server(listener_factory, "127.0.0.1", port, backlog=4096,
+    counter = _Count()
+    logging.getLogger().addHandler(counter)
+    logging.getLogger().setLevel(logging.DEBUG)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, lambda: done.done() or done.set_result(None))
+    srv = await ws_create_server(listener_factory, addresses(sources), port, backlog=4096,
                                  read_buffer_init_size=2048)
     print("ready", flush=True)
-    await srv.serve_forever()
+    await done
+    srv.close()
+    print(json.dumps({**seen, "log": counter.counts}), flush=True)
 
 
 def run_self(mode: str, url: str, *extra: str, timeout: float = 120) -> dict[str, Any]:
@@ -164,13 +224,13 @@ async def bare_client(url: str, seconds: float, connections: int) -> dict[str, A
 
     class Client(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
-            transport.send(WSMsgType.TEXT, MESSAGE)
+            transport.send(WSMsgType.TEXT, message)
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type is WSMsgType.TEXT:
                 count[0] += 1
                 if not stop[0]:
-                    transport.send(WSMsgType.TEXT, MESSAGE)
+                    transport.send(WSMsgType.TEXT, message)
 
     ws_url = url.replace("http://", "ws://") + "/"
     transports = [(await ws_connect(Client, ws_url))[0] for _ in range(connections)]
@@ -198,7 +258,7 @@ async def engine_client(url: str, seconds: float, connections: int) -> dict[str,
 
     spec = _spec(url, virtualUsers=connections, duration=f"{seconds + 0.5}s", scenarios=[{
         "name": "echo",
-        "websocket": {"path": "/", "message": MESSAGE.decode(), "interval": "0s", "expect": "echo",
+        "websocket": {"path": "/", "message": message.decode(), "interval": "0s", "expect": "echo",
                       "hold": f"{seconds + 10}s"},
     }])
     stats = Stats(["echo"])
@@ -227,43 +287,100 @@ async def engine_client(url: str, seconds: float, connections: int) -> dict[str,
     }
 
 
-async def hold_client(url: str, vus: int, ramp: float, hold: float) -> dict[str, Any]:
+class GcPauses:
+    """The garbage collector's pauses, timed by ``gc.callbacks``: the longest and the total."""
+
+    def __init__(self) -> None:
+        self.max = [0.0, 0.0, 0.0]
+        self.total = 0.0
+        self.full = 0
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t
+        gen = info["generation"]
+        self.max[gen] = max(self.max[gen], took)
+        self.total += took
+        self.full += info["generation"] == 2
+
+
+async def hold_client(url: str, vus: int, ramp: float, hold: float, sources: int) -> dict[str, Any]:
     from mothership.loadgen import engine
     from mothership.loadgen.plan import worker_share
     from mothership.loadgen.stats import Stats, errors_by_class
 
-    stages = [{"duration": f"{ramp}s", "target": vus}, {"duration": f"{hold}s", "target": vus}]
-    spec = _spec(url, stages=stages,
-                 scenarios=[{"name": "hold", "websocket": {
-                     "path": "/", "message": "hi", "interval": "30s", "expect": "echo",
-                     "hold": f"{ramp + hold + 30}s", "connectTimeout": "30s"}}])
-    stats = Stats(["hold"])
+    port = url.rsplit(":", 1)[1]
+    shares = [vus // sources + (i < vus % sources) for i in range(sources)]
+    runs = []
+    for share, address in zip(shares, addresses(sources), strict=True):
+        stages = [{"duration": f"{ramp}s", "target": share}, {"duration": f"{hold}s", "target": share}]
+        spec = _spec(f"http://{address}:{port}", stages=stages,
+                     scenarios=[{"name": "hold", "websocket": {
+                         "path": "/", "message": "hi", "interval": "30s", "expect": "echo",
+                         "hold": f"{ramp + hold + 30}s", "connectTimeout": "30s"}}])
+        runs.append((spec, Stats(["hold"])))
     loop = asyncio.get_running_loop()
-    peak = {"connections": 0, "rss_kib": 0}
+    peak = {"connections": 0, "rss_kib": 0, "lag": 0.0, "rate": 0.0, "at": 0.0}
+    started = time.perf_counter()
+    last = [started, 0]
+    first_abnormal: list[float] = []
 
-    def sample() -> None:
-        peak["connections"] = max(peak["connections"], stats.ws_connections)
+    def total(name: str) -> int:
+        return sum(getattr(stats, name) for _, stats in runs)
+
+    def sample(due: float) -> None:
+        now = time.perf_counter()
+        peak["lag"] = max(peak["lag"], now - due)
+        open_now = total("ws_connections")
+        if open_now > peak["connections"]:
+            peak["connections"], peak["at"] = open_now, now - started
+        peak["rate"] = max(peak["rate"], (open_now - last[1]) / (now - last[0]))
+        last[:] = [now, open_now]
+        if not first_abnormal and total("ws_abnormal_closures"):
+            first_abnormal.append(now - started)
         peak["rss_kib"] = max(peak["rss_kib"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        loop.call_later(0.5, sample)
+        loop.call_later(0.5, sample, time.perf_counter() + 0.5)
 
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports, spec, loop
-    sample()
-    started = time.perf_counter()
-    await engine.run(spec, worker_share(spec, 0, 1), stats, base_url=url, stop=asyncio.Event())
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
+    sample(time.perf_counter())
+    await asyncio.gather(*(engine.run(spec, worker_share(spec, 0, 1), stats, base_url=spec.target.url,
+                                      stop=asyncio.Event()) for spec, stats in runs))
+    gc.callbacks.remove(pauses)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     per_session_kib = (rss_kib - baseline_kib) / max(peak["connections"], 1)
+    errors: dict[str, int] = {}
+    for _, stats in runs:
+        for name, n in errors_by_class(stats.snapshot()).items():
+            errors[name] = errors.get(name, 0) + n
     return {
         "virtual_users": vus,
+        "sources": sources,
         "peak_connections": peak["connections"],
+        "seconds_to_peak": round(peak["at"], 1),
+        "connects_per_s": round(peak["connections"] / max(peak["at"], 1e-9)),
+        "peak_connects_per_s": round(peak["rate"]),
         "rss_mib": round(rss_kib / 1024, 1),
         "baseline_rss_mib": round(baseline_kib / 1024, 1),
         "kib_per_session": round(per_session_kib, 1),
-        "handshake_failures": stats.ws_handshake_failures,
-        "errors": stats.errors_total(),
-        "errors_by_class": errors_by_class(stats.snapshot()),
-        "abnormal_closures": stats.ws_abnormal_closures,
-        "msgs_received": stats.ws_msgs_received,
+        "handshake_failures": total("ws_handshake_failures"),
+        "errors": sum(stats.errors_total() for _, stats in runs),
+        "errors_by_class": errors,
+        "abnormal_closures": total("ws_abnormal_closures"),
+        "first_abnormal_closure_s": round(first_abnormal[0], 1) if first_abnormal else None,
+        "msgs_received": total("ws_msgs_received"),
+        "max_loop_stall_ms": round(peak["lag"] * 1000, 1),
+        "gc_pause_max_ms": round(max(pauses.max) * 1000, 1),
+        "gc_pause_max_ms_by_generation": [round(m * 1000, 1) for m in pauses.max],
+        "gc_pause_total_ms": round(pauses.total * 1000, 1),
+        "gc_full_collections": pauses.full,
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu_user_s": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime, 1),
+        "cpu_sys_s": round(resource.getrusage(resource.RUSAGE_SELF).ru_stime, 1),
     }
 
 
@@ -275,6 +392,10 @@ def main() -> None:
     parser.add_argument("--hold-vus", type=int, metavar="N", help="measure RSS with N held sessions instead")
     parser.add_argument("--ramp", type=float, default=10.0, help="--hold-vus: seconds to ramp up")
     parser.add_argument("--hold", type=float, default=5.0, help="--hold-vus: seconds to hold all")
+    parser.add_argument("--sources", type=int, default=1,
+                        help="--hold-vus: spread sessions over this many server addresses 127.0.0.1..K")
+    parser.add_argument("--message", default=MESSAGE.decode(),
+                        help="payload of the echo clients; put {seq} in it to measure sequence ids")
     parser.add_argument("--serve", type=int, metavar="PORT")
     parser.add_argument("--bare", metavar="URL")
     parser.add_argument("--engine", metavar="URL")
@@ -283,10 +404,12 @@ def main() -> None:
 
     import uvloop
 
+    global message
+    message = args.message.encode()
     raise_fd_limit(max(4096, (args.hold_vus or 0) + 1024))
     if args.serve:
         raise_fd_limit(65536)  # the server holds every session of --hold-vus too
-        uvloop.run(echo_server(args.serve))
+        uvloop.run(echo_server(args.serve, args.sources))
         return
     if args.bare:
         print(json.dumps(uvloop.run(bare_client(args.bare, args.seconds, args.connections))))
@@ -295,7 +418,8 @@ def main() -> None:
         print(json.dumps(uvloop.run(engine_client(args.engine, args.seconds, args.connections))))
         return
     if args.holder:
-        print(json.dumps(uvloop.run(hold_client(args.holder, args.hold_vus, args.ramp, args.hold))))
+        held = uvloop.run(hold_client(args.holder, args.hold_vus, args.ramp, args.hold, args.sources))
+        print(json.dumps(held))
         return
 
     if args.hold_vus:
@@ -305,9 +429,11 @@ def main() -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         fits = hard - 64 if hard != resource.RLIM_INFINITY else args.hold_vus
         vus = min(args.hold_vus, fits)
-        with server() as url:
+        seen: dict[str, Any] = {}
+        with server(args.sources, seen) as url:
             held = run_self("holder", url, "--hold-vus", str(vus), "--ramp", str(args.ramp),
-                            "--hold", str(args.hold), timeout=args.ramp + args.hold + 120)
+                            "--hold", str(args.hold), "--sources", str(args.sources),
+                            timeout=args.ramp + args.hold + 120)
         estimate = held["baseline_rss_mib"] + held["kib_per_session"] * args.hold_vus / 1024
         print(json.dumps({
             **header("ws_vus"), **held,
@@ -315,6 +441,7 @@ def main() -> None:
             "fd_limited": vus < args.hold_vus,
             "fd_hard_limit": hard,
             "rss_mib_at_requested": round(max(estimate, held["rss_mib"]), 1),
+            "server": seen,
             "goal": "rss_mib < 1024 with every session open",
             "ok": estimate < 1024 and held["rss_mib"] < 1024 and held["peak_connections"] == vus,
             "load_average_1m": round(os.getloadavg()[0], 2),
@@ -324,7 +451,8 @@ def main() -> None:
     bares: list[dict[str, Any]] = []
     engines: list[dict[str, Any]] = []
     k6s: list[dict[str, float]] = []
-    common = ("--seconds", str(args.seconds), "--connections", str(args.connections))
+    common = ("--seconds", str(args.seconds), "--connections", str(args.connections),
+              "--message", args.message)
     with server() as url:
         for _ in range(args.rounds):
             k = run_k6(url, args.seconds, args.connections)
@@ -339,6 +467,7 @@ def main() -> None:
         **header("ws_msgs"),
         "connections": args.connections,
         "seconds": args.seconds,
+        "message": args.message,
         "k6_msgs_per_s": round(k6) if k6 else None,
         "bare_msgs_per_s": round(bare["msgs_per_s"]),
         "engine_msgs_per_s": round(eng["msgs_per_s"]),

@@ -262,6 +262,7 @@ class _SessionListener(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.r.on_disconnected()
+        del self.r  # no cycle session -> transport -> listener -> session left for the collector
 
 
 class WsSession:
@@ -433,6 +434,7 @@ class WsSession:
                 self.closing = True
                 transport.disconnect(graceful=False)
                 self.on_disconnected()
+            self.transport = None  # a finished session is freed by its refcount, not a full collection
 
     async def _exchange(self, transport: WSTransport) -> None:
         p = self.p
