@@ -145,3 +145,20 @@ async def test_the_collector_exposes_every_vocabulary_series(target_server: Targ
     assert 'mothership_loadtest_http_reqs_total{loadtest="shop-smoke",scenario="browse",' \
            'status_class="2xx",worker="3"}' in text
     assert 'mothership_loadtest_errors_total{class="timeout",loadtest="shop-smoke",worker="3"} 0.0' in text
+
+
+def test_seq_ids_are_striped_by_worker_and_shared_by_its_scenarios() -> None:
+    """Worker 1 of 2 hands out 1, 3, 5, ... to every scenario, so no id of the test repeats."""
+    ws = {"path": "/ws/chat", "message": "hi {seq}", "expect": "any"}
+    spec = spec_of("http://127.0.0.1:9", virtualUsers=4, scenarios=[
+        {"name": "a", "websocket": ws}, {"name": "b", "websocket": ws}, {"name": "plain", "websocket": {}}])
+    loop = asyncio.new_event_loop()
+    try:
+        ctx = engine.build_context(spec, worker_share(spec, 1, 2), Stats(["a", "b", "plain"]),
+                                   "http://127.0.0.1:9", loop)
+    finally:
+        loop.close()
+    a, b, plain = ctx.sessions
+    assert a is not None and b is not None and plain is not None
+    assert a.ids is b.ids is not None and plain.ids is None
+    assert [a.ids.take(), b.ids.take(), a.ids.take()] == [b"1", b"3", b"5"]
