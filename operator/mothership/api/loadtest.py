@@ -239,7 +239,8 @@ class WebSocketSession(Model):
     server answers in order). At most 64 Ki characters, and within the spec's text budget (see
     ``scenarios``): kopf keeps the whole spec in an annotation capped at 256 KiB."""
     interval: Duration = "1s"
-    """Time between messages; ``0s`` sends the next as soon as the reply arrives."""
+    """Time between messages; ``0s`` sends the next as soon as the reply arrives (with ``{seq}``, the
+    reply to this session's last message; a round trip is timed from when its message was due)."""
     expect: WsExpect = WsExpect.ECHO
     """What a reply must be to count as the answer to a message."""
     pattern: str | None = Field(default=None, max_length=1024)
