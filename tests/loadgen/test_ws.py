@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from mothership.api.loadtest import WebSocketSession
@@ -111,6 +112,21 @@ async def test_a_refused_connection_is_a_handshake_failure_of_class_connect(refu
     stats = await session(refused_url, path="/ws/echo")
     assert stats.snapshot()["errors"] == {"s": {"connect": 1}}
     assert stats.ws_handshake_failures == 1
+
+
+async def test_a_failed_handshake_leaves_no_reference_cycle(
+    refused_url: str, target_server: TargetServer,
+) -> None:
+    """Full collections are rare during a run (gcpause): a failed session must be freed by refcount."""
+    gc.collect()
+    gc.disable()
+    try:
+        await session(refused_url, path="/ws/echo")
+        await session(target_server.url, path="/ws/reject")
+        await session(target_server.url, path="/ws/echo", interval="10ms", hold="30ms")
+        assert [o for o in gc.get_objects() if type(o) is WsSession] == []
+    finally:
+        gc.enable()
 
 
 async def test_pings_are_answered_and_the_session_stays_clean(target_server: TargetServer) -> None:

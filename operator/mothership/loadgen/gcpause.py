@@ -20,9 +20,10 @@ What ``FewerPauses`` does, for the length of a run only:
 * on exit the previous thresholds are restored and the frozen objects
   unfrozen, so a worker process that runs again starts as it was.
 
-Memory stays bounded because the engine breaks the cycles of a finished
-session itself (``ws.WsSession``) rather than leaving them to a full
-collection.
+Memory stays bounded because a finished session leaves no reference cycle:
+a failed handshake's exception would (its frames hold it again), so
+``ws.drop_tracebacks`` cuts them and the session is freed by its refcount
+(tests/loadgen/test_ws.py checks it with the collector off).
 """
 
 from __future__ import annotations
