@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 from mothership.api.loadtest import WebSocketSession
@@ -65,6 +66,22 @@ async def test_messages_at_an_interval_follow_the_interval(target_server: Target
     c = stats.snapshot()["counters"]
     assert 3 <= c["ws_msgs_sent"] <= 7  # one at 0, 50, ..., 250 ms; fewer when the box is overloaded
     assert c["ws_msgs_received"] == c["ws_msgs_sent"]
+
+
+async def test_a_late_send_is_timed_from_when_it_was_due(target_server: TargetServer) -> None:
+    """A stalled loop shows in the latency: a message due during a 200 ms stall is timed from its due time."""
+    loop = asyncio.get_running_loop()
+    stats = Stats(["s"])
+    prepared = prepare_session(target_server.url, WebSocketSession.model_validate(
+        {"path": "/ws/echo", "message": "m{seq}", "interval": "50ms", "hold": "600ms"}))
+    run = loop.create_task(WsSession(prepared, 0, stats, clock_for(loop), StopSignal()).run())
+    while stats.ws_msgs_received < 2 and not run.done():
+        await asyncio.sleep(0.005)
+    time.sleep(0.2)  # the stall under test: the next message falls due during it
+    await asyncio.wait_for(run, 5)
+    latency = stats.snapshot()["histograms"]["ws_msg_latency"]
+    assert stats.errors_total() == 0
+    assert latency["max"] >= 0.15  # due at most 50 ms into the stall, sent after it
 
 
 async def test_a_reply_that_is_not_the_echo_is_a_protocol_error(target_server: TargetServer) -> None:
