@@ -59,10 +59,10 @@ def test_a_malformed_spec_exits_2_naming_the_field(path: Path) -> None:
     field, fragment = expectation(path)
     result = run("-f", str(path), "--no-live")
     assert result.exit_code == 2, result.output
-    lines = [line.strip() for line in result.stderr.splitlines()]
-    assert lines[0] == f"invalid LoadTest in {path}:"
-    assert any(line.startswith(f"{field}: ") and fragment in line for line in lines), (
-        f"expected a line '{field}: ...{fragment}...' in:\n{result.stderr}")
+    lines = result.stderr.splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines), result.stderr
+    assert any(line.startswith(f"{path}: {field}: ") and fragment in line for line in lines), (
+        f"expected a line '{path}: {field}: ...{fragment}...' in:\n{result.stderr}")
 
 
 def test_a_missing_file_or_non_mapping_exits_2(tmp_path: Path) -> None:

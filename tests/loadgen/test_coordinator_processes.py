@@ -51,8 +51,8 @@ async def workers(tmp_path: Path) -> AsyncIterator[Any]:
         plan = tmp_path / "plan.json"
         plan.write_text(spec.model_dump_json(by_alias=True, exclude_none=True))
         children = await asyncio.gather(*(
-            spawn(f"worker {i}", run.worker_args(i, plan, tmp_path / "token", tmp_path),
-                  tmp_path / f"worker-{i}.log")
+            spawn(f"worker {i}", run.worker_args(i, str(plan), str(tmp_path / "token"),
+                                                 str(tmp_path / f"summary-{i}.json")))
             for i in range(count)))
         spawned.extend(children)
         return [c.url for c in children], token, list(children)

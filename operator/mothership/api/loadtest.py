@@ -308,6 +308,20 @@ _GAUGES = [m.name for m in METRICS if m.kind is MetricKind.GAUGE]
 _TREND_STATS = [s.value for s in STATS_BY_KIND[MetricKind.TREND]]
 _OPS = ("lt", "lte", "gt", "gte")
 _DURATION_CEL = "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
+_ZERO_CEL = "^(0+([.]0+)?(ms|s|m|h))+$"
+"""A duration of zero (``0s``, ``0m0s``, ``0.0ms``): what ``spec.duration`` must not be."""
+MAX_WORKERS = 1000
+MAX_VIRTUAL_USERS_PER_WORKER = 100_000
+CAPACITY_MESSAGE = (
+    "virtual users (virtualUsers, maxVirtualUsers or a closed-model stage target) exceed workers * "
+    "virtualUsersPerWorker: raise workers or virtualUsersPerWorker, or leave workers unset")
+_CAP = "self.workers * self.virtualUsersPerWorker"
+_CAPACITY_RULE = (
+    f"!has(self.workers) || ((!has(self.virtualUsers) || self.virtualUsers <= {_CAP})"
+    f" && (!has(self.maxVirtualUsers) || self.maxVirtualUsers <= {_CAP})"
+    f" && (has(self.arrivalRate) || !has(self.stages) || self.stages.all(s, s.target <= {_CAP})))")
+"""Why a spec asks more of its workers than they hold: one worker's virtual users share its memory and
+its event loop, so the model and the CRD cap them at virtualUsersPerWorker each."""
 _NUMBER_CEL = "^[0-9]+([.][0-9]+)?$"
 _PERCENT_CEL = "^[0-9]+([.][0-9]+)?%?$"
 
@@ -520,6 +534,10 @@ _LOADTEST_RULES: list[JsonValue] = [
      "message": "set duration or stages"},
     {"rule": "!has(self.workers) || !has(self.virtualUsers) || self.workers <= self.virtualUsers",
      "message": "workers must not exceed virtualUsers"},
+    {"rule": "has(self.duration) || !has(self.stages) || "
+             f"self.stages.exists(s, !s.duration.matches('{_ZERO_CEL}'))",
+     "message": "the stages must last more than 0s in all"},
+    {"rule": _CAPACITY_RULE, "message": CAPACITY_MESSAGE},
 ]
 
 MUTABLE_FIELDS = ("stop",)
@@ -564,17 +582,20 @@ class LoadTestSpec(Model):
     """Open model: most iterations in flight at once; arrivals beyond it are dropped and counted."""
     stages: list[Stage] = Field(default=[], max_length=100)
     """Ramp: each stage moves virtual users (closed) or the arrival rate (open) linearly to its target."""
-    duration: Duration | None = None
-    """How long load is applied; defaults to the sum of the stages."""
+    duration: Annotated[Duration | None, Field(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"!self.matches('{_ZERO_CEL}')", "message": "must be more than 0s"}]})] = None
+    """How long load is applied, more than 0s; defaults to the sum of the stages."""
     graceful_stop: Duration = "5s"
     """At the end, let in-flight iterations finish for up to this long."""
-    workers: int | None = Field(default=None, ge=1, le=1000)
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
     """Worker processes or pods to fan out to; default: one per ``virtualUsersPerWorker``."""
-    virtual_users_per_worker: int = Field(default=1000, ge=1, le=100_000)
-    """Capacity of one worker, used to compute ``workers`` when unset. One worker holds 20,000 quiet
-    WebSocket sessions in about 430 MiB, but past about 14,000 connections to one target address
-    each new connect costs milliseconds in the kernel (its ephemeral-port search, half of
-    ``net.ipv4.ip_local_port_range``): above that, use more workers or widen that range."""
+    virtual_users_per_worker: int = Field(default=1000, ge=1, le=MAX_VIRTUAL_USERS_PER_WORKER)
+    """Capacity of one worker: ``workers`` defaults to one per this many virtual users, and a set
+    ``workers`` must hold them (virtualUsers, maxVirtualUsers, closed-model stage targets). One
+    worker holds 20,000 quiet WebSocket sessions in about 430 MiB, but past about 14,000 connections
+    to one target address each new connect costs milliseconds in the kernel (its ephemeral-port
+    search, half of ``net.ipv4.ip_local_port_range``): above that, use more workers or widen that
+    range."""
     thresholds: list[Threshold] = Field(default=[], max_length=50)
     """Pass/fail rules on the merged results."""
     tolerated_worker_failures: int = Field(default=0, ge=0, le=1000)
@@ -590,6 +611,13 @@ class LoadTestSpec(Model):
     spread_workers: bool = False
     """Prefer placing worker pods on different nodes."""
 
+    @field_validator("duration")
+    @classmethod
+    def _positive_duration(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(_ZERO_CEL, value):
+            raise ValueError("must be more than 0s")
+        return value
+
     @model_validator(mode="after")
     def _model(self) -> LoadTestSpec:
         if self.virtual_users is not None and self.arrival_rate is not None:
@@ -602,6 +630,10 @@ class LoadTestSpec(Model):
             raise ValueError("workers must not exceed virtualUsers")
         if scenarios_size(self.scenarios) > SCENARIOS_BUDGET:
             raise ValueError(SCENARIOS_BUDGET_MESSAGE)
+        if self.duration is None and self.stages and self.duration_seconds() <= 0:
+            raise ValueError("the stages must last more than 0s in all")
+        if self.workers is not None and (problem := self.capacity_problem(self.workers)):
+            raise ValueError(problem)
         return self
 
     # --- derived values (pure) -------------------------------------------
@@ -625,6 +657,27 @@ class LoadTestSpec(Model):
             peak_rate = max([self.arrival_rate or 0.0, *(s.target for s in self.stages)])
             return max(1, math.ceil(peak_rate))  # one in flight per arrival-second by default
         return max([self.virtual_users or 0, *(s.target for s in self.stages), 1])
+
+    def capacity_problem(self, workers: int) -> str | None:
+        """Why ``workers`` cannot hold this test's virtual users, naming the fix; None if they can.
+
+        The model (and the CRD's rule) check ``spec.workers``; the local runner
+        also checks its ``--workers``. Bounded: ``virtualUsers``,
+        ``maxVirtualUsers`` and the targets of closed-model stages.
+        """
+        capacity = workers * self.virtual_users_per_worker
+        stages = [] if self.is_open else [s.target for s in self.stages]
+        peak = max([self.virtual_users or 0, self.max_virtual_users or 0, *stages])
+        if peak <= capacity:
+            return None
+        fixes = []
+        if (need := math.ceil(peak / self.virtual_users_per_worker)) <= MAX_WORKERS:
+            fixes.append(f"workers to {need}")
+        if (per := math.ceil(peak / workers)) <= MAX_VIRTUAL_USERS_PER_WORKER:
+            fixes.append(f"virtualUsersPerWorker to {per}")
+        fix = f"raise {' or '.join(fixes)}" if fixes else "lower the virtual users"
+        return (f"{peak} virtual users exceed workers * virtualUsersPerWorker = {workers} * "
+                f"{self.virtual_users_per_worker} = {capacity}: {fix}")
 
     def worker_count(self) -> int:
         """Workers to fan out to: ``workers``, or enough for the peak at virtualUsersPerWorker."""

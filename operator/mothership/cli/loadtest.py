@@ -2,12 +2,88 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 loadtest_app = typer.Typer(no_args_is_help=True, help="Run, wait for and read load tests.")
+
+
+STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
+"""Signals that stop a local run gracefully (partial summary, --out, exit 2); a second one aborts."""
+
+
+def out_problem(path: Path) -> str | None:
+    """Why ``--out PATH`` cannot be written, checked before the test runs; None if it can."""
+    if path.is_dir():
+        return f"--out {path}: is a directory"
+    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO, /dev/full: written in place
+        return None if os.access(path, os.W_OK) else f"--out {path}: not writable"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"--out {path}: no such directory {folder}"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return f"--out {path}: cannot write in {folder}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def write_out(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temp file in the same folder, fsync, rename.
+
+    An existing file is replaced only by a complete one, so a full disk or a
+    file-size limit (``ulimit -f``) leaves it as it was. A path that exists but
+    is not a regular file (``/dev/stdout``, a FIFO) is written in place.
+    OSError on failure, with no temp file left behind.
+    """
+    if path.exists() and not path.is_file():
+        with path.open("w") as f:
+            f.write(text)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def target_problem(url: str) -> str | None:
+    """Why ``--target URL`` cannot be loaded (scheme, host, port); None if it can."""
+    from urllib.parse import urlsplit
+
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"--target: not a valid URL: {shown!r}"
+    if parts.scheme not in ("http", "https", "ws", "wss"):
+        return f"--target must be an http(s) or ws(s) URL, not {shown!r}"
+    if not parts.hostname:
+        return f"--target must name a host, e.g. http://127.0.0.1:8089, not {shown!r}"
+    if port == 0:
+        return f"--target: port 0 cannot be loaded: {shown!r}"
+    return None
 
 
 @loadtest_app.command("run")
@@ -20,7 +96,11 @@ def loadtest_run(
     demo_target: Annotated[
         bool, typer.Option("--demo-target", help="Start the bundled demo target on a free port and load it.")
     ] = False,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON to this file.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the result as JSON to this file (checked before the run; replaced whole "
+                          "or left as it was)."),
+    ] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view (on a terminal).")] = True,
     metrics_port: Annotated[
         int | None,
@@ -29,6 +109,9 @@ def loadtest_run(
     ] = None,
 ) -> None:
     """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise.
+
+    Ctrl-C, SIGTERM and SIGHUP stop the test: the partial summary is printed, --out is written, and
+    the exit code is 2; a second signal aborts at once. Worker processes never outlive this one.
 
     No allow-list applies to a local run: the workers load whatever spec.target.url (or --target)
     names, from this machine, with your network access. In a cluster the operator enforces it: a
@@ -45,7 +128,7 @@ def loadtest_run(
     from rich.logging import RichHandler
 
     from mothership.loadgen import live as view
-    from mothership.loadgen.coordinator import Coordinator, Result, Verdict
+    from mothership.loadgen.coordinator import Coordinator, Verdict
     from mothership.loadgen.local import CouldNotRun, run_local
     from mothership.loadgen.worker import PlanError, read_plan
 
@@ -62,49 +145,76 @@ def loadtest_run(
         raise fail(view.format_spec_errors(str(file), exc.lines)) from None
     if target is not None and demo_target:
         raise fail("use --target or --demo-target, not both")
-    if target is not None and not target.startswith(("http://", "https://", "ws://", "wss://")):
-        raise fail(f"--target must be an http(s) or ws(s) URL, not {target!r}")
+    if target is not None and (problem := target_problem(target)):
+        raise fail(problem)
     count = workers or spec.worker_count()
+    if problem := spec.capacity_problem(count):
+        raise fail(f"{file}: {problem}" if workers is None else f"--workers {workers}: {problem}")
+    if out is not None and (problem := out_problem(out)):
+        raise fail(problem)
     base_url = target or spec.target.url
     title = f"{name or file.stem}: {count} worker{'s' * (count != 1)}"
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=errors, show_path=False, show_time=False)])
 
-    async def main() -> tuple[Result, dict[str, object] | None]:
+    async def main() -> int:
         loop = asyncio.get_running_loop()
         coordinators: list[Coordinator] = []
         task = asyncio.current_task()
         assert task is not None
 
-        def on_interrupt() -> None:
-            if coordinators and not coordinators[0].stop_event.is_set():
-                errors.print("stopping (Ctrl-C again to abort)...")
-                coordinators[0].stop("stopped by Ctrl-C")
-            else:
-                task.cancel()
+        stop_reasons: list[str] = []
 
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        def on_signal(signame: str) -> None:
+            if stop_reasons:
+                task.cancel()
+                return
+            errors.print(f"stopping on {STOP_SIGNALS[signame]} (again to abort)...")
+            stop_reasons.append(f"stopped by {STOP_SIGNALS[signame]}")
+            for coordinator in coordinators:
+                coordinator.stop(stop_reasons[0])
+
+        def on_coordinator(coordinator: Coordinator) -> None:
+            """A signal while the workers were starting stops the test as soon as it can be."""
+            coordinators.append(coordinator)
+            if stop_reasons:
+                coordinator.stop(stop_reasons[0])
+
+        signals = [getattr(signal, s) for s in STOP_SIGNALS]
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig.name)
         try:
-            with view.LiveView(console, spec, title=title, enabled=live and console.is_terminal) as live_view:
-                return await run_local(spec, base_url=base_url, workers=count, loadtest=name or "local",
-                                       demo_target=demo_target, metrics_port=metrics_port,
-                                       on_update=live_view.update,
-                                       on_coordinator=coordinators.append)
+            try:
+                with view.LiveView(console, spec, title=title,
+                                   enabled=live and console.is_terminal) as live_view:
+                    result, target_stats = await run_local(
+                        spec, base_url=base_url, workers=count, loadtest=name or "local",
+                        demo_target=demo_target, metrics_port=metrics_port,
+                        on_update=live_view.update, on_coordinator=on_coordinator)
+            except CouldNotRun as exc:
+                typer.echo(f"could not run: {exc}", err=True)
+                return 2
+            # Still under the handlers: a signal now waits for the summary and --out to be written.
+            view.print_summary(console, result, title=title)
+            if target_stats is not None:
+                console.print(view.format_target_stats(target_stats))
+            code = {Verdict.PASSED: 0, Verdict.FAILED: 1}.get(result.verdict or Verdict.ERRORED, 2)
+            if out is not None:
+                try:
+                    write_out(out, json.dumps(result.wire(), indent=2) + "\n")
+                except OSError as exc:
+                    typer.echo(f"--out {out}: not written: {exc.strerror or exc}", err=True)
+                    return 2
+            return code
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     try:
-        result, target_stats = uvloop.run(main())
-    except CouldNotRun as exc:
-        raise fail(f"could not run: {exc}") from None
+        code = uvloop.run(main())
     except asyncio.CancelledError:
         raise fail("aborted") from None
-    view.print_summary(console, result, title=title)
-    if target_stats is not None:
-        console.print(view.format_target_stats(target_stats))
-    if out is not None:
-        out.write_text(json.dumps(result.wire(), indent=2) + "\n")
-    raise typer.Exit({Verdict.PASSED: 0, Verdict.FAILED: 1}.get(result.verdict or Verdict.ERRORED, 2))
+    raise typer.Exit(code)
 
 
 @loadtest_app.command("wait")

@@ -194,6 +194,8 @@ class _Worker:
         self.misses = 0
         self.last_error = ""
         self.failure: WorkerFailure | None = None
+        self.gone = False
+        """Its process exited as asked (``Coordinator.worker_exited``): nothing left to poll."""
 
     @property
     def ended(self) -> bool:
@@ -278,6 +280,23 @@ class Coordinator:
         w = self.workers[index]
         if not w.ended:
             self._lose(w, reason, message)
+
+    def worker_exited(self, index: int, code: int | None, message: str = "") -> None:
+        """A launcher reports worker ``index``'s process gone: lost, unless it was obeying a stop.
+
+        A worker stopped before its run began has nothing to read back and
+        exits 0 at once; after ``stop()`` that is the worker's final state
+        (``stopped``), not a failure that would turn a stopped test into an
+        errored one.
+        """
+        w = self.workers[index]
+        if w.ended:
+            return
+        if code == 0 and self.stop_event.is_set() and w.state in ("unknown", "ready", "scheduled"):
+            w.state = "stopped"
+            w.gone = True
+            return
+        self._lose(w, "Exited", message)
 
     # --- runs ---------------------------------------------------------------
 
@@ -394,7 +413,7 @@ class Coordinator:
                 self._lose(w, "Unreachable", f"no snapshot in {w.misses} polls: {w.last_error}")
 
     async def _poll_all(self, count_misses: bool = True) -> None:
-        live = [w for w in self.workers if w.state != LOST]
+        live = [w for w in self.workers if w.state != LOST and not w.gone]
         await asyncio.gather(*(self._poll_one(w, count_misses) for w in live))
 
     def _lose(self, w: _Worker, reason: str, message: str) -> None:

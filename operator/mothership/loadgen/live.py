@@ -206,8 +206,9 @@ def format_target_stats(stats: dict[str, Any]) -> Text:
 
 
 def format_spec_errors(source: str, lines: Iterable[str]) -> str:
-    """``invalid LoadTest in test.yaml:`` followed by one ``  field.path: message`` line per error."""
-    return "\n".join([f"invalid LoadTest in {source}:", *(f"  {line}" for line in lines)])
+    """One line per error, naming the file and then the field: ``test.yaml: spec.duration: ...``
+    (a line about the whole file already starts with its name)."""
+    return "\n".join(line if line.startswith(f"{source}: ") else f"{source}: {line}" for line in lines)
 
 
 # --- I/O ---------------------------------------------------------------------------------

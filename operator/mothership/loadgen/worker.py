@@ -60,7 +60,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from ..api.common import error_lines
+from ..api.common import API_VERSION, error_lines
 from ..api.loadtest import LoadTestSpec, load_spec
 from .exposition import StatsCollector
 from .histogram import check_layout
@@ -113,24 +113,111 @@ class PlanError(ValueError):
         self.lines = lines
 
 
+MAX_PLAN_BYTES = 4 * 1024 * 1024
+"""Largest LoadTest file read: far above any valid spec (the CRD keeps the scenarios to 48 Ki
+characters), small enough that a wrong file is refused before it is parsed."""
+MAX_YAML_NODES = 10_000
+"""Most YAML nodes a plan may expand to through aliases (``*ref``), so a "billion laughs" file of a
+few hundred bytes is refused instead of being validated and echoed. Nodes written out are not
+counted against it; only what aliases add is."""
+ECHO_LIMIT = 1000
+"""Longest error line printed: a safety net, so no echoed value can flood the terminal."""
+
+
+def echo(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: what error messages show of the user's input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= ECHO_LIMIT else line[: ECHO_LIMIT - 3] + "..."
+
+
 def validation_lines(exc: ValidationError) -> list[str]:
     """One ``field.path: message`` line per pydantic error, e.g. ``spec.scenarios[0].weight: ...``."""
-    return error_lines(exc)
+    return [_clip(line) for line in error_lines(exc)]
+
+
+def _alias_growth(root: yaml.Node, budget: int) -> int:
+    """How many nodes aliases add to the document, counted up to just past ``budget``.
+
+    A node reached a second time (an alias) counts with everything under it,
+    as if expanded; the walk stops once the budget is exceeded, so a bomb is
+    judged in time proportional to the budget, not to its expansion.
+    """
+    seen: set[int] = set()
+    added = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack and added <= budget:
+        node, aliased = stack.pop()
+        if aliased:
+            added += 1
+        else:
+            aliased = id(node) in seen
+            seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, aliased) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((part, aliased) for pair in node.value for part in pair)
+    return added
+
+
+def load_yaml(text: str, source: str, budget: int = MAX_YAML_NODES) -> Any:
+    """Parse one YAML (or JSON) document safely, refusing alias expansion beyond ``budget`` nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = exc.problem or exc.context
+            raise PlanError([_clip(f"{source}: not valid YAML or JSON: {problem}{where}")]) from exc
+        except yaml.YAMLError as exc:
+            raise PlanError([_clip(f"{source}: not valid YAML or JSON: {exc}".replace("\n", " "))]) from exc
+        if node is None:
+            return None
+        if _alias_growth(node, budget) > budget:
+            raise PlanError([f"{source}: YAML aliases expand to more than {budget:,} nodes; write the "
+                             "values out"])
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def read_plan(path: Path) -> tuple[LoadTestSpec, str | None]:
-    """The validated spec in a LoadTest file (a whole document or a bare spec) and its metadata.name."""
+    """The validated spec in a LoadTest file (a whole document or a bare spec) and its metadata.name.
+
+    Every refusal is a ``PlanError`` whose lines each name the file or the
+    field and echo at most a cut value: a file over ``MAX_PLAN_BYTES``, not
+    UTF-8, not YAML, an alias bomb, a whole document without ``spec`` or with
+    another ``kind`` or ``apiVersion``, or an invalid spec.
+    """
     try:
-        document = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise PlanError([f"{path}: {exc.strerror or exc}"]) from exc
-    except yaml.YAMLError as exc:
-        raise PlanError([f"{path}: not valid YAML or JSON: {exc}"]) from exc
+    if len(raw) > MAX_PLAN_BYTES:
+        raise PlanError([f"{path}: larger than {MAX_PLAN_BYTES // 2**20} MiB; not a LoadTest"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError([f"{path}: not valid UTF-8 text"]) from exc
+    document = load_yaml(text, str(path))
     if not isinstance(document, dict):
         raise PlanError([f"{path}: expected a LoadTest document (a mapping), got {type(document).__name__}"])
-    kind = document.get("kind")
-    if kind is not None and kind != "LoadTest":
-        raise PlanError([f"kind: expected LoadTest, got {kind!r}"])
+    if WHOLE_DOCUMENT_KEYS & document.keys():
+        kind = document.get("kind")
+        if kind != "LoadTest":
+            raise PlanError(["kind: required (LoadTest)" if kind is None else
+                             f"kind: expected LoadTest, got {echo(kind)}"])
+        version = document.get("apiVersion")
+        if version is not None and version != API_VERSION:
+            raise PlanError([f"apiVersion: expected {API_VERSION}, got {echo(version)}"])
+        if document.get("spec") is None:
+            raise PlanError(["spec: required"])
     try:
         spec = load_spec(document)
     except ValidationError as exc:
@@ -138,6 +225,10 @@ def read_plan(path: Path) -> tuple[LoadTestSpec, str | None]:
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return spec, name if isinstance(name, str) else None
+
+
+WHOLE_DOCUMENT_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})
+"""Keys that make a plan a whole LoadTest document rather than a bare spec."""
 
 
 def read_token(path: Path) -> str:
