@@ -163,7 +163,11 @@ def worker(
 
     import uvloop
 
-    raise typer.Exit(uvloop.run(main()))
+    try:
+        code = uvloop.run(main())
+    except w.ListenError as exc:
+        raise usage(exc) from None
+    raise typer.Exit(code)
 
 
 @app.command("demo-target")

@@ -548,13 +548,21 @@ async def serve(worker: Worker, host: str, port: int, announce: Callable[[str], 
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ListenError(f"cannot listen on {host}:{port}: {why}") from None
         bound_host, bound_port = runner.addresses[0][:2]
         announce(f"http://{bound_host}:{bound_port}")
         return await worker.lifetime()
     finally:
         await worker.close()
         await runner.cleanup()
+
+
+class ListenError(OSError):
+    """The control port could not be bound (in use, not an address of this host): one line to print."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
