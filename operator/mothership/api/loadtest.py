@@ -313,8 +313,8 @@ _ZERO_CEL = "^(0+([.]0+)?(ms|s|m|h))+$"
 MAX_WORKERS = 1000
 MAX_VIRTUAL_USERS_PER_WORKER = 100_000
 CAPACITY_MESSAGE = (
-    "virtual users (virtualUsers, maxVirtualUsers or a closed-model stage target) exceed workers * "
-    "virtualUsersPerWorker: raise workers or virtualUsersPerWorker, or leave workers unset")
+    "virtual users exceed workers * virtualUsersPerWorker (virtualUsers, maxVirtualUsers and "
+    "closed-model stage targets): raise workers or virtualUsersPerWorker, or leave workers unset")
 _CAP = "self.workers * self.virtualUsersPerWorker"
 _CAPACITY_RULE = (
     f"!has(self.workers) || ((!has(self.virtualUsers) || self.virtualUsers <= {_CAP})"
