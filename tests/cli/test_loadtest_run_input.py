@@ -184,3 +184,18 @@ def test_a_file_size_limit_never_tears_an_existing_out_file(tmp_path: Path) -> N
     assert done.stderr.strip().splitlines()[-1] == f"--out {out}: not written: File too large"
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+@pytest.mark.parametrize(("option", "value", "line"), [
+    ("--workers", "0", "--workers must be 1 to 256, not 0"),
+    ("--workers", "257", "--workers must be 1 to 256, not 257"),
+    ("--metrics-port", "65001", "--metrics-port must be 1 to 65000, not 65001"),
+])
+def test_an_option_out_of_range_is_one_line(tmp_path: Path, option: str, value: str, line: str) -> None:
+    assert one_line(run("-f", str(write_spec(tmp_path)), option, value)) == line
+
+
+def test_a_spec_needing_more_local_workers_than_a_machine_starts_is_refused(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, virtualUsers=300, virtualUsersPerWorker=1)
+    assert one_line(run("-f", str(path))) == (
+        f"{path}: 300 workers is more than a local run starts (256); use --workers, or run it in a cluster")

@@ -314,14 +314,16 @@ MAX_WORKERS = 1000
 MAX_VIRTUAL_USERS_PER_WORKER = 100_000
 CAPACITY_MESSAGE = (
     "virtual users exceed workers * virtualUsersPerWorker (virtualUsers, maxVirtualUsers and "
-    "closed-model stage targets): raise workers or virtualUsersPerWorker, or leave workers unset")
-_CAP = "self.workers * self.virtualUsersPerWorker"
+    f"closed-model stage targets; workers unset counts as {MAX_WORKERS}): raise workers or "
+    "virtualUsersPerWorker")
+_CAP = f"(has(self.workers) ? self.workers : {MAX_WORKERS}) * self.virtualUsersPerWorker"
 _CAPACITY_RULE = (
-    f"!has(self.workers) || ((!has(self.virtualUsers) || self.virtualUsers <= {_CAP})"
+    f"(!has(self.virtualUsers) || self.virtualUsers <= {_CAP})"
     f" && (!has(self.maxVirtualUsers) || self.maxVirtualUsers <= {_CAP})"
-    f" && (has(self.arrivalRate) || !has(self.stages) || self.stages.all(s, s.target <= {_CAP})))")
+    f" && (has(self.arrivalRate) || !has(self.stages) || self.stages.all(s, s.target <= {_CAP}))")
 """Why a spec asks more of its workers than they hold: one worker's virtual users share its memory and
-its event loop, so the model and the CRD cap them at virtualUsersPerWorker each."""
+its event loop, so the model and the CRD cap them at virtualUsersPerWorker each, over ``workers``
+or, when unset, the most workers a test may have."""
 _NUMBER_CEL = "^[0-9]+([.][0-9]+)?$"
 _PERCENT_CEL = "^[0-9]+([.][0-9]+)?%?$"
 
@@ -632,7 +634,7 @@ class LoadTestSpec(Model):
             raise ValueError(SCENARIOS_BUDGET_MESSAGE)
         if self.duration is None and self.stages and self.duration_seconds() <= 0:
             raise ValueError("the stages must last more than 0s in all")
-        if self.workers is not None and (problem := self.capacity_problem(self.workers)):
+        if problem := self.capacity_problem():
             raise ValueError(problem)
         return self
 
@@ -658,26 +660,31 @@ class LoadTestSpec(Model):
             return max(1, math.ceil(peak_rate))  # one in flight per arrival-second by default
         return max([self.virtual_users or 0, *(s.target for s in self.stages), 1])
 
-    def capacity_problem(self, workers: int) -> str | None:
+    def capacity_problem(self, workers: int | None = None) -> str | None:
         """Why ``workers`` cannot hold this test's virtual users, naming the fix; None if they can.
 
-        The model (and the CRD's rule) check ``spec.workers``; the local runner
-        also checks its ``--workers``. Bounded: ``virtualUsers``,
-        ``maxVirtualUsers`` and the targets of closed-model stages.
+        ``workers`` defaults to ``spec.workers``; unset, the computed count may
+        reach ``MAX_WORKERS``. The model (and the CRD's rule) check the spec;
+        the local runner also checks its ``--workers``. Bounded:
+        ``virtualUsers``, ``maxVirtualUsers`` and closed-model stage targets.
         """
-        capacity = workers * self.virtual_users_per_worker
+        fixed = workers if workers is not None else self.workers
+        count = fixed if fixed is not None else MAX_WORKERS
+        per_worker = self.virtual_users_per_worker
+        capacity = count * per_worker
         stages = [] if self.is_open else [s.target for s in self.stages]
         peak = max([self.virtual_users or 0, self.max_virtual_users or 0, *stages])
         if peak <= capacity:
             return None
         fixes = []
-        if (need := math.ceil(peak / self.virtual_users_per_worker)) <= MAX_WORKERS:
+        if fixed is not None and (need := math.ceil(peak / per_worker)) <= MAX_WORKERS:
             fixes.append(f"workers to {need}")
-        if (per := math.ceil(peak / workers)) <= MAX_VIRTUAL_USERS_PER_WORKER:
+        if (per := math.ceil(peak / count)) <= MAX_VIRTUAL_USERS_PER_WORKER:
             fixes.append(f"virtualUsersPerWorker to {per}")
         fix = f"raise {' or '.join(fixes)}" if fixes else "lower the virtual users"
-        return (f"{peak} virtual users exceed workers * virtualUsersPerWorker = {workers} * "
-                f"{self.virtual_users_per_worker} = {capacity}: {fix}")
+        what = "workers" if fixed is not None else "the most workers"
+        return (f"{peak} virtual users exceed {what} * virtualUsersPerWorker = {count} * {per_worker} = "
+                f"{capacity}: {fix}")
 
     def worker_count(self) -> int:
         """Workers to fan out to: ``workers``, or enough for the peak at virtualUsersPerWorker."""

@@ -13,6 +13,8 @@ import typer
 loadtest_app = typer.Typer(no_args_is_help=True, help="Run, wait for and read load tests.")
 
 
+MAX_LOCAL_WORKERS = 256
+"""Most worker processes ``loadtest run`` starts on one machine."""
 STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 """Signals that stop a local run gracefully (partial summary, --out, exit 2); a second one aborts."""
 
@@ -90,7 +92,8 @@ def target_problem(url: str) -> str | None:
 def loadtest_run(
     file: Annotated[Path, typer.Option("--file", "-f", help="The LoadTest YAML or JSON to run.")],
     workers: Annotated[
-        int | None, typer.Option(min=1, max=256, help="Worker processes; default: the spec's worker count.")
+        int | None,
+        typer.Option(help=f"Worker processes, 1 to {MAX_LOCAL_WORKERS}; default: the spec's worker count."),
     ] = None,
     target: Annotated[str | None, typer.Option(help="Base URL to load instead of spec.target.")] = None,
     demo_target: Annotated[
@@ -104,8 +107,9 @@ def loadtest_run(
     live: Annotated[bool, typer.Option("--live/--no-live", help="Live view (on a terminal).")] = True,
     metrics_port: Annotated[
         int | None,
-        typer.Option(min=1, max=65000, metavar="BASE",
-                     help="Worker i serves /metrics on 127.0.0.1:BASE+i (for Prometheus); default: free."),
+        typer.Option(metavar="BASE",
+                     help="Worker i serves /metrics on 127.0.0.1:BASE+i (for Prometheus), BASE 1 to 65000; "
+                          "default: free ports."),
     ] = None,
 ) -> None:
     """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise.
@@ -139,6 +143,11 @@ def loadtest_run(
         typer.echo(message, err=True)
         return typer.Exit(2)
 
+    # Ranges are checked here, not by Typer, so a refusal is one line like every other.
+    if workers is not None and not 1 <= workers <= MAX_LOCAL_WORKERS:
+        raise fail(f"--workers must be 1 to {MAX_LOCAL_WORKERS}, not {workers}")
+    if metrics_port is not None and not 1 <= metrics_port <= 65000:
+        raise fail(f"--metrics-port must be 1 to 65000, not {metrics_port}")
     try:
         spec, name = read_plan(file)
     except PlanError as exc:
@@ -148,6 +157,9 @@ def loadtest_run(
     if target is not None and (problem := target_problem(target)):
         raise fail(problem)
     count = workers or spec.worker_count()
+    if count > MAX_LOCAL_WORKERS:
+        raise fail(f"{file}: {count} workers is more than a local run starts ({MAX_LOCAL_WORKERS}); "
+                   "use --workers, or run it in a cluster")
     if problem := spec.capacity_problem(count):
         raise fail(f"{file}: {problem}" if workers is None else f"--workers {workers}: {problem}")
     if out is not None and (problem := out_problem(out)):
