@@ -283,10 +283,13 @@ class LocalRun:
         watchers: list[asyncio.Task[None]] = []
         spawns: list[asyncio.Task[Spawned]] = []
         with Handoff() as handoff:
-            token_path = handoff.add("token", token.encode())
-            plan = handoff.add("plan", json.dumps({
-                "apiVersion": API_VERSION, "kind": "LoadTest", "metadata": {"name": self.loadtest},
-                "spec": self.spec.wire()}).encode())
+            try:
+                token_path = handoff.add("token", token.encode())
+                plan = handoff.add("plan", json.dumps({
+                    "apiVersion": API_VERSION, "kind": "LoadTest", "metadata": {"name": self.loadtest},
+                    "spec": self.spec.wire()}).encode())
+            except OSError as exc:  # e.g. a file-size limit (ulimit -f) smaller than the plan
+                raise CouldNotRun(f"cannot hand the plan to the workers: {exc.strerror or exc}") from None
             try:
                 spawns = [
                     asyncio.create_task(spawn(f"worker {i}", self.worker_args(i, plan, token_path),
