@@ -205,3 +205,34 @@ def test_result_shape_is_camel_case_json_and_verdicts_map_to_phases() -> None:
     assert {"verdict", "reason", "final", "elapsed", "summary", "thresholds", "workers", "failures",
             "virtualUsersNow", "wsConnectionsNow"} <= set(wire)
     assert [v.phase.value for v in Verdict] == ["Passed", "Failed", "Stopped", "Errored"]
+
+
+async def test_a_worker_process_that_exits_0_obeying_a_stop_before_its_start_is_stopped_not_lost(
+    serve_worker, until
+) -> None:
+    """Stopped while scheduled, a worker has nothing to read back and exits at once: that is its
+    final state, so a test stopped in the start delay ends stopped, not errored."""
+    workers = [await serve_worker(engine_run=scripted_engine(requests=5, seconds=5), index=i, count=2)
+               for i in range(2)]
+    coordinator = Coordinator([w.url for w in workers], TOKEN, workers[0].worker.spec,
+                              **{**FAST, "start_delay": 2.0})
+    task = asyncio.create_task(coordinator.run())
+    await until(lambda: all(w.state == "scheduled" for w in coordinator.result.workers), timeout=3)
+    coordinator.stop("stopped by SIGTERM")
+    for i, w in enumerate(workers):  # what the local launcher's watcher reports as each process ends
+        await asyncio.wait_for(w.lifetime, timeout=3)
+        coordinator.worker_exited(i, 0, "process exited with code 0")
+    result = await asyncio.wait_for(task, timeout=5)
+    assert result.verdict is Verdict.STOPPED and result.failures == []
+    assert [w.state for w in result.workers] == ["stopped", "stopped"]
+
+
+async def test_a_worker_process_that_exits_on_its_own_is_lost_whatever_its_code(serve_worker, until) -> None:
+    w = await serve_worker(engine_run=scripted_engine(requests=1000, seconds=100))
+    coordinator = Coordinator([w.url], TOKEN, w.worker.spec, **FAST)
+    task = asyncio.create_task(coordinator.run())
+    await until(lambda: coordinator.result.workers[0].state == "running", timeout=3)
+    coordinator.worker_exited(0, 0, "process exited with code 0")  # no stop was asked
+    result = await asyncio.wait_for(task, timeout=5)
+    assert [(f.reason, f.message) for f in result.failures] == [("Exited", "process exited with code 0")]
+    assert result.verdict is Verdict.ERRORED
