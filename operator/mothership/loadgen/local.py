@@ -316,7 +316,12 @@ class LocalRun:
             finally:
                 for task in (*spawns, *watchers):
                     task.cancel()  # a spawn cancelled while waiting kills its own process
-                await stop_processes(self.children)
+                # Every process that announced, even if a second Ctrl-C came before self.children was set.
+                announced = {id(c): c for c in self.children}
+                announced.update((id(c), c) for t in spawns
+                                 if t.done() and not t.cancelled() and t.exception() is None
+                                 for c in [t.result()])
+                await stop_processes(list(announced.values()))
 
     def worker_args(self, index: int, plan: str, token: str, summary_file: str = os.devnull) -> list[str]:
         """``mothership worker`` arguments for worker ``index``; ``plan`` and ``token`` are paths.
