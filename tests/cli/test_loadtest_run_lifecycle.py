@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_loadtest_run import write_spec
+from tests.cli.test_loadtest_run import free_port_pair, write_spec
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -51,18 +51,19 @@ def alive(pid: int) -> bool:
 class Runner:
     """``mothership loadtest run --demo-target --workers 2`` as a real process, with its own TMPDIR."""
 
-    def __init__(self, tmp_path: Path, duration: str = "30s") -> None:
-        self.spec = write_spec(tmp_path, duration=duration)
+    def __init__(self, tmp_path: Path, **spec: object) -> None:
+        self.spec = write_spec(tmp_path, **{"duration": "30s", **spec})
         self.out = tmp_path / "out" / "summary.json"
         self.out.parent.mkdir()
         self.tmpdir = tmp_path / "tmpdir"
         self.tmpdir.mkdir()
         self.process: asyncio.subprocess.Process | None = None
+        self.metrics_port = free_port_pair()
 
     async def start(self) -> asyncio.subprocess.Process:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mothership", "loadtest", "run", "-f", str(self.spec), "--demo-target",
-            "--workers", "2", "--no-live", "--out", str(self.out),
+            "--workers", "2", "--no-live", "--out", str(self.out), "--metrics-port", str(self.metrics_port),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "TMPDIR": str(self.tmpdir)},
         )
@@ -78,6 +79,22 @@ class Runner:
             return kids if len(kids) >= count else None
 
         return await until(enough, timeout=30, interval=0.05, what="the runner's 3 children")
+
+    async def loading(self, until) -> None:
+        """Wait until worker 0's /metrics counts HTTP requests: the test is running, not starting."""
+        import aiohttp
+
+        async def requests() -> float:
+            try:
+                async with aiohttp.ClientSession() as http, \
+                        http.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response:
+                    text = await response.text()
+            except (aiohttp.ClientError, OSError):
+                return 0.0
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("mothership_loadtest_http_reqs_total{"))
+
+        await until(requests, timeout=30, interval=0.1, what="worker 0 to count requests")
 
     def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -97,7 +114,7 @@ async def test_sigterm_and_sighup_stop_the_test_like_ctrl_c(
 ) -> None:
     process = await runner.start()
     kids = await runner.children(until)
-    await asyncio.sleep(3)  # the workers are started and loading (start delay 0.5 s)
+    await runner.loading(until)
     assert not any(runner.tmpdir.iterdir()), "the runner wrote a temporary file"
     process.send_signal(sig)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
@@ -125,14 +142,20 @@ async def test_a_signal_while_the_workers_start_still_ends_stopped_with_out_writ
     assert json.loads(runner.out.read_text())["verdict"] == "stopped"
 
 
-async def test_a_second_signal_aborts_at_once_and_leaves_no_child(runner: Runner, until) -> None:
+async def test_a_second_signal_aborts_at_once_and_leaves_no_child(tmp_path: Path, until) -> None:
+    # Requests of 20 s and a grace of 25 s: the graceful stop would take 20 s; the abort must not.
+    runner = Runner(tmp_path, gracefulStop="25s",
+                    scenarios=[{"name": "slow", "requests": [{"path": "/slow?ms=20000", "timeout": "30s"}]}])
     process = await runner.start()
-    kids = await runner.children(until)
-    await asyncio.sleep(1.5)
-    process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.2)  # the graceful stop takes gracefulStop (1 s) and more
-    process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    try:
+        kids = await runner.children(until)
+        await asyncio.sleep(2)  # the slow requests are in flight (none completes in 20 s)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    finally:
+        runner.kill()
     assert process.returncode == 2
     assert stderr.decode().strip().splitlines()[-1] == "aborted"
     await until(lambda: not any(alive(k) for k in kids), timeout=5, what="children to exit")
@@ -141,7 +164,7 @@ async def test_a_second_signal_aborts_at_once_and_leaves_no_child(runner: Runner
 async def test_kill_9_of_the_runner_takes_every_child_with_it(runner: Runner, until) -> None:
     process = await runner.start()
     kids = await runner.children(until)
-    await asyncio.sleep(2)
+    await runner.loading(until)
     assert all(alive(k) for k in kids)
     process.kill()
     await process.wait()
