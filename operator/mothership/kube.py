@@ -33,7 +33,7 @@ import os
 import ssl
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -339,6 +339,7 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | Mapping[str, str] | None = None,
+        field_selector: str | Mapping[str, str] | None = None,
         page: int = 500,
     ) -> list[Manifest]:
         """Every matching object (all namespaces when ``namespace`` is None), following ``continue``."""
@@ -348,6 +349,11 @@ class Kube:
             params["labelSelector"] = (
                 label_selector if isinstance(label_selector, str)
                 else ",".join(f"{k}={v}" for k, v in sorted(label_selector.items()))
+            )
+        if field_selector:
+            params["fieldSelector"] = (
+                field_selector if isinstance(field_selector, str)
+                else ",".join(f"{k}={v}" for k, v in sorted(field_selector.items()))
             )
         items: list[Manifest] = []
         while True:
@@ -382,14 +388,70 @@ class Kube:
         return True
 
     async def patch(
-        self, kind: Kind | str, name: str, namespace: str | None, patch: Manifest, *, subresource: str = ""
+        self, kind: Kind | str, name: str, namespace: str | None, patch: Manifest, *, subresource: str = "",
+        field_manager: str | None = None,
     ) -> Manifest:
-        """JSON merge patch (RFC 7386): ``None`` values delete keys; lists are replaced whole."""
+        """JSON merge patch (RFC 7386): ``None`` values delete keys; lists are replaced whole.
+
+        ``field_manager`` names who owns the changed fields (an ``Update`` entry in managedFields).
+        """
         kind = KINDS[kind] if isinstance(kind, str) else kind
         return await self.request(
             "patch", kind, namespace=namespace, name=name, subresource=subresource,
+            params={"fieldManager": field_manager} if field_manager else None,
             body=patch, content_type="application/merge-patch+json",
         )
+
+    async def version(self) -> Manifest:
+        """The server's ``/version`` (``gitVersion``...): the cheapest proof that it is reachable."""
+        call = Call("get", "", "version")
+        self.calls[call] += 1
+        headers = {"Accept": "application/json"}
+        auth = self.credentials.header()
+        if auth:
+            headers["Authorization"] = auth
+        try:
+            async with self._open().get(self.credentials.server + "/version", headers=headers) as response:
+                raw = await response.read()
+                if response.status < 400:
+                    return dict(json.loads(raw))
+                raise _api_error(response.status, raw, response.headers, call, None, None)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise ApiError(0, "ConnectionError", f"{type(exc).__name__}: {exc}", call=call) from exc
+
+    async def stream(
+        self, kind: Kind | str, name: str, namespace: str | None, *, subresource: str = "log",
+        params: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The lines of a streamed GET (``pods/NAME/log?follow=true``), as they arrive; no total timeout.
+
+        Why not :meth:`request`: it reads the whole body, and its session has a total timeout.
+        """
+        kind = KINDS[kind] if isinstance(kind, str) else kind
+        call = Call("get", kind.group, kind.plural, subresource)
+        self.calls[call] += 1
+        headers = {}
+        auth = self.credentials.header()
+        if auth:
+            headers["Authorization"] = auth
+        url = self.credentials.server + kind.path(namespace, name, subresource)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout.connect, sock_read=None)
+        try:
+            async with self._open().get(url, params=params, headers=headers, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise _api_error(response.status, await response.read(), response.headers, call,
+                                     namespace, name)
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        yield line + b"\n"
+                if buffer:
+                    yield buffer
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ApiError(0, "ConnectionError", f"{type(exc).__name__}: {exc}", call=call,
+                           namespace=namespace, name=name) from exc
 
     async def patch_status(
         self, kind: Kind | str, name: str, namespace: str | None, status: Manifest

@@ -29,7 +29,15 @@ from .common import (
 )
 
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-IMAGE = r"^[^\s]+$"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = (
+    rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+"""An image reference, as the distribution/reference grammar has it: ``[registry[:port]/]path[:tag][@digest]``,
+path components in lower case. The kubelet refuses anything else (InvalidImageName); we refuse it at apply."""
 
 
 class Autoscale(Model):
