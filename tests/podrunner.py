@@ -28,14 +28,20 @@ What :class:`PodRunner` plays, for the pods of one namespace:
   ``tailLines``, ``sinceSeconds``/``sinceTime``, ``timestamps`` and
   ``limitBytes``;
 - with ``run_app_pods``, an App's pods are bound and reported Running and Ready
-  (at addresses in 198.18.0.0/15) without running anything, as kwok does.
+  (at addresses in 198.18.0.0/15) without running anything, as kwok does; their
+  "container" logs a start line naming pod and image, then a request line every
+  ``app_log_interval`` seconds, served by the same kubelet API. An App pod whose
+  image is in ``unpullable_images`` stays Pending with ``ImagePullBackOff`` (and
+  the kubelet's ``Failed`` Event); one in ``crashing_images`` sits in
+  ``CrashLoopBackOff`` with restarts, its last exit code and the lines it wrote
+  before crashing (``previous``), and a ``BackOff`` Event.
 
 Failures can be injected: :meth:`PodRunner.kill` SIGKILLs a worker (exit 137,
 reason Error or OOMKilled), and ``image_pull_backoff`` keeps chosen indexes
 Pending with ``ImagePullBackOff``.
 
 What it does not do: resource accounting or admission against the Node's
-capacity, probes after the first Ready, restarts, events, exec or port-forward.
+capacity, probes after the first Ready, real restarts, most events, exec or port-forward.
 """
 
 from __future__ import annotations
@@ -187,6 +193,12 @@ class PodRunner:
     """Also bind Apps' pods and report them Running and Ready without running them."""
     image_pull_backoff: set[int] = field(default_factory=set)
     """Worker indexes whose pods stay Pending with ImagePullBackOff and never run."""
+    unpullable_images: set[str] = field(default_factory=set)
+    """App images that cannot be pulled: their pods stay Pending with ImagePullBackOff."""
+    crashing_images: set[str] = field(default_factory=set)
+    """App images whose container exits at once: their pods sit in CrashLoopBackOff."""
+    app_log_interval: float = 0.5
+    """Seconds between the log lines an App pod writes."""
     interval: float = 0.1
     """Seconds between listings of pods."""
     grace_period: float = 2.0
@@ -203,6 +215,8 @@ class PodRunner:
     """Pods this runner started, by name."""
     app_pods: dict[str, str] = field(default_factory=dict)
     """App pods reported running, by name -> their pod IP."""
+    app_started: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """App pods reported running, by name -> (when, image): what their logs say."""
     kubelet_port: int = 0
     """The port of the kubelet API (container logs) on 127.0.0.1."""
     _task: asyncio.Task[None] | None = None
@@ -354,14 +368,15 @@ class PodRunner:
                                                 name=f"kubelet kill {p.name}")
 
     async def _image_pull_backoff(self, pod: Mapping[str, Any]) -> None:
-        image = pod["spec"]["containers"][0].get("image", "")
+        container = pod["spec"]["containers"][0]
+        image = container.get("image", "")
         await self._patch(pod["metadata"]["name"], {
             "phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()},
                            {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
                             "lastTransitionTime": _now()}],
             "containerStatuses": [{
-                "name": "worker", "image": image, "imageID": "", "ready": False, "restartCount": 0,
+                "name": container["name"], "image": image, "imageID": "", "ready": False, "restartCount": 0,
                 "started": False,
                 "state": {"waiting": {"reason": "ImagePullBackOff",
                                       "message": f'Back-off pulling image "{image}"'}},
@@ -516,6 +531,7 @@ class PodRunner:
                 log.warning("pod runner: ending %s: %s", name, exc)
                 self._deleting.discard(meta.get("uid", ""))  # the next listing tries again
         self.app_pods.pop(name, None)
+        self.app_started.pop(name, None)
 
     # --- App pods (kwok-style: reported, never run) --------------------------------------
 
@@ -526,10 +542,67 @@ class PodRunner:
             name = pod["metadata"]["name"]
             if pod["metadata"].get("deletionTimestamp"):
                 self._end_deleted(pod)
-            elif name not in self.app_pods:
+            elif name not in self.app_pods and name not in self._failed_images:
+                image = pod["spec"]["containers"][0].get("image", "")
+                if image in self.unpullable_images:
+                    self._failed_images.add(name)
+                    await self._image_pull_backoff(pod)
+                    await self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": '
+                                      f'rpc error: code = NotFound desc = "{image}": not found')
+                    continue
                 address = str(APP_POD_NETWORK[next(_app_addresses) % (APP_POD_NETWORK.num_addresses - 2) + 1])
-                await self._patch(name, self._app_pod_status(pod, address))
+                status = self._app_pod_status(pod, address)
+                if image in self.crashing_images:
+                    status = self._crash_loop(status)
+                await self._patch(name, status)
                 self.app_pods[name] = address
+                self.app_started[name] = (time.time(), image)
+                if image in self.crashing_images:
+                    await self._event(pod, "Warning", "BackOff",
+                                      f"Back-off restarting failed container app in pod {name}")
+
+    @staticmethod
+    def _crash_loop(status: dict[str, Any]) -> dict[str, Any]:
+        """A container that exited with code 1 three times and waits to be restarted again."""
+        now = _now()
+        status["conditions"] = [{**c, "status": "False"} if c["type"] in ("Ready", "ContainersReady") else c
+                                for c in status["conditions"]]
+        for c in status["containerStatuses"]:
+            c.update(ready=False, started=False, restartCount=3,
+                     state={"waiting": {"reason": "CrashLoopBackOff", "message": (
+                         f"back-off 40s restarting failed container={c['name']}")}},
+                     lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now,
+                                               "finishedAt": now}})
+        return status
+
+    async def _event(self, pod: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event about ``pod`` from this kubelet, as a real one reports pulls and back-offs."""
+        meta = pod["metadata"]
+        with contextlib.suppress(ApiError):
+            await self.kube.request("create", KINDS["Event"], namespace=self.namespace, body={
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": self.namespace},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                   "namespace": self.namespace, "uid": meta.get("uid")},
+                "reason": reason, "message": message, "type": type_, "count": 1,
+                "source": {"component": "kubelet", "host": self.node_name},
+                "firstTimestamp": _now(), "lastTimestamp": _now()})
+
+    def _app_log(self, name: str, start: int) -> list[tuple[float, bytes]]:
+        """An App pod's output from line ``start`` until now: a start line, then one request a tick.
+
+        A crashing image writes three lines and ends.
+        """
+        started, image = self.app_started[name]
+        if image in self.crashing_images:
+            lines = [f"starting {image} in {name}", "connecting to the database",
+                     "fatal: DATABASE_URL is not set; exiting with code 1"]
+            return [(started, f"{text}\n".encode()) for text in lines][start:]
+        count = 1 + int((time.time() - started) / self.app_log_interval)
+        return [(started + i * self.app_log_interval,
+                 (f"{name} listening on :8080 (image {image})\n" if i == 0
+                  else f"{name} GET / 200 request={i}\n").encode())
+                for i in range(start, count)]
 
     def _app_pod_status(self, pod: Mapping[str, Any], address: str, *,
                         terminated: bool = False) -> dict[str, Any]:
@@ -610,7 +683,8 @@ class PodRunner:
         if namespace != self.namespace or (name not in self.pods and name not in self.app_pods
                                            and name not in self._failed_images):
             return web.Response(status=404, text=f'pod "{namespace}/{name}" does not exist\n')
-        if _truthy(q.get("previous")):
+        crashed = name in self.app_started and self.app_started[name][1] in self.crashing_images
+        if _truthy(q.get("previous")) and not crashed:
             return web.Response(status=400, text=(
                 f'previous terminated container "{container}" in pod "{name}" not found\n'))
         p = self.pods.get(name)
@@ -631,9 +705,6 @@ class PodRunner:
         follow = _truthy(q.get("follow"))
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
-        if p is None:  # an App's pod: running, silent
-            await response.write_eof()
-            return response
         sent = 0
 
         async def send(lines: list[tuple[float, bytes]]) -> bool:
@@ -652,6 +723,19 @@ class PodRunner:
             return True
 
         try:
+            if p is None:  # an App's pod: its synthetic output, until it goes
+                lines = self._app_log(name, 0)
+                offset = len(lines)
+                more = await send(lines[-tail:] if tail else [] if tail == 0 else lines)
+                while follow and more and name in self.app_started and not crashed:
+                    await asyncio.sleep(self.app_log_interval / 2)
+                    if name not in self.app_started:
+                        break
+                    lines = self._app_log(name, offset)
+                    offset += len(lines)
+                    more = await send(lines)
+                await response.write_eof()
+                return response
             ended = p.output_ended
             lines, offset = self._log_lines(p, p.log_start)
             if tail is not None:

@@ -301,7 +301,8 @@ async def test_an_app_pod_is_reported_ready_and_the_deployment_counts_it(
     await until(lambda: _equal(serving, {p["status"]["podIP"] for p in pods}), timeout=30,
                 what="the Service's EndpointSlice listing both pods ready")
     status, text = await pod_log(api, namespace, pods[0]["metadata"]["name"])
-    assert status == 200 and text == ""
+    first = f"{pods[0]['metadata']['name']} listening on :8080 (image ghcr.io/acme/shop:1.0)\n"
+    assert status == 200 and text.startswith(first)  # App pods write a start line, then a request a tick
 
     # A deleted App pod goes at once (default grace 30 s): the runner ends it and deletes with grace 0;
     # the ReplicaSet replaces it and the replacement is ready too.

@@ -36,8 +36,9 @@ IMAGE = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
-"""An image reference, as the distribution/reference grammar has it: ``[registry[:port]/]path[:tag][@digest]``,
-path components in lower case. The kubelet refuses anything else (InvalidImageName); we refuse it at apply."""
+"""An image reference, as the distribution/reference grammar has it:
+``[registry[:port]/]path[:tag][@digest]``, path components in lower case. The kubelet refuses
+anything else (InvalidImageName); we refuse it at apply."""
 
 
 class Autoscale(Model):

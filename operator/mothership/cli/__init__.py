@@ -1,6 +1,7 @@
 """The ``mothership`` command: a thin shell over library functions.
 
-One module per command group (``loadtest``, ...); the process-level commands
+One module per command group (``loadtest``, ``apps``, ``tenants``; ``session`` holds the
+kubectl-style flags they share); the process-level commands
 (``operator``, ``worker``, ``crds``, ``demo-target``) live here.
 
 Each command parses its options, calls one function elsewhere and renders
@@ -18,10 +19,14 @@ from typing import Annotated, Any
 
 import typer
 
+from .apps import app_app
 from .loadtest import loadtest_app
+from .tenants import tenant_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
 app.add_typer(loadtest_app, name="loadtest")
+app.add_typer(app_app, name="app")
+app.add_typer(tenant_app, name="tenant")
 
 
 @app.command()
