@@ -62,6 +62,42 @@ def kubelet(kubeconfig: Path, namespace: str, **options: Any) -> Iterator[PodRun
         thread.join(30)
 
 
+def user_kubeconfig(controlplane: Any, user: str, directory: Path) -> Path:
+    """A kubeconfig for ``user`` on the built control plane: a client certificate signed by its CA."""
+    import datetime
+
+    import yaml
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from tests.controlplane import kubeconfig
+
+    pki = controlplane.pki
+    ca = x509.load_pem_x509_certificate(pki.path("ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.path("ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    leaf = user.replace("@", "-at-")
+    (directory / f"{leaf}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{leaf}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    config = kubeconfig(controlplane.server, pki, "admin")
+    config["users"] = [{"name": user, "user": {"client-certificate": str(directory / f"{leaf}.crt"),
+                                               "client-key": str(directory / f"{leaf}.key")}}]
+    config["contexts"][0]["context"]["user"] = user
+    path = directory / f"{leaf}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def kube_call(kubeconfig: Path, fn: Callable[[Kube], Any]) -> Any:
     """Run ``await fn(kube)`` as the admin, from synchronous test code."""
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mothership.kube import Kube
-from tests.cli.paas import CRASHING, MISSING, eventually, kube_call, kubelet, mothership
+from tests.cli.paas import CRASHING, MISSING, eventually, kube_call, kubelet, mothership, user_kubeconfig
 from tests.operator.harness import Cluster
 from tests.realcluster import RUN
 
@@ -229,3 +229,37 @@ def test_delete_removes_the_app(cluster: Cluster, tenant: str) -> None:
     assert app(cluster.kubeconfig, "web") is None
     listed = mothership(cluster.kubeconfig, "app", "list", "-n", tenant)
     assert listed.stdout.strip() == f"No Apps found in namespace {tenant}."
+
+
+def test_a_tenant_owner_uses_the_cli_through_the_aggregated_edit_role(
+        cluster: Cluster, tenant: str, tmp_path: Path) -> None:
+    """alice owns the Tenant (bound to ``edit``); the chart's ``-edit`` role aggregates Apps into it."""
+    if cluster.controlplane is None:
+        pytest.skip("mints a user certificate: needs the built control plane's CA")
+    from mothership import rbac
+    from tests.operator.harness import CLUSTER_ROLE
+
+    async def install_roles(kube: Kube) -> None:  # what helm/mothership/templates/userroles.yaml renders
+        for suffix, rules, aggregate in (("edit", rbac.TENANT_EDIT_RULES, ["edit", "admin"]),
+                                         ("view", rbac.TENANT_VIEW_RULES, ["view"])):
+            name = f"mothership-{suffix}"
+            labels = {f"rbac.authorization.k8s.io/aggregate-to-{a}": "true" for a in aggregate}
+            await kube.request("patch", CLUSTER_ROLE, name=name, content_type="application/apply-patch+yaml",
+                               params={"fieldManager": "tests", "force": "true"}, body={
+                                   "apiVersion": CLUSTER_ROLE.api_version, "kind": "ClusterRole",
+                                   "metadata": {"name": name, "labels": labels}, "rules": rules})
+
+    kube_call(cluster.kubeconfig, install_roles)
+    alice = user_kubeconfig(cluster.controlplane, "alice@example.com", tmp_path)
+    eventually(lambda: mothership(alice, "app", "list", "-n", tenant).exit_code == 0, 30,
+               "the aggregation controller adding Apps to edit")
+    deployed = mothership(alice, "app", "deploy", "alice-app", "--image", "ghcr.io/acme/shop:1.0",
+                          "-n", tenant, "--wait", "--timeout", "60s")
+    assert deployed.exit_code == 0, deployed.output + deployed.stderr
+    assert mothership(alice, "app", "logs", "alice-app", "--tail", "1", "-n", tenant).stdout.strip()
+    assert mothership(alice, "app", "restart", "alice-app", "-n", tenant).exit_code == 0
+    assert mothership(alice, "app", "delete", "alice-app", "--yes", "-n", tenant).exit_code == 0
+    refused = mothership(alice, "tenant", "create", "alices-own")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: forbidden: you may not get tenants.mothership.dev "
+                                     "(cluster-wide)")

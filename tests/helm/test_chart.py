@@ -86,13 +86,13 @@ def test_default_values_render_the_operator_its_rbac_metrics_service_and_dashboa
     rendered: dict[str, list[Manifest]],
 ) -> None:
     assert kinds(rendered["defaults"]) == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", *["CustomResourceDefinition"] * 3,
+        *["ClusterRole"] * 3, "ClusterRoleBinding", "ConfigMap", *["CustomResourceDefinition"] * 3,
         "Deployment", "Service", "ServiceAccount",
     ]
     # The CRDs are ours (templates/crds.yaml; tests/helm/test_crds_*.py hold them); crds.install=false
     # leaves them to `kubectl apply --server-side -f crds/`.
     assert kinds(rendered["crds-managed-elsewhere"]) == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount",
+        *["ClusterRole"] * 3, "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount",
     ]
 
 

@@ -11,7 +11,10 @@ import yaml
 
 from mothership import rbac
 
-from .conftest import CHART, NAMESPACE, Manifest, one
+from .conftest import CHART, NAMESPACE, RELEASE, Manifest, one
+
+OPERATOR_ROLE = f"{RELEASE}-mothership"
+"""The operator's ClusterRole; the chart's other ClusterRoles are people's (``-edit``, ``-view``)."""
 
 
 def test_the_generated_rules_file_is_not_stale() -> None:
@@ -20,14 +23,15 @@ def test_the_generated_rules_file_is_not_stale() -> None:
 
 
 def test_the_clusterrole_holds_exactly_the_declared_rules(rendered: dict[str, list[Manifest]]) -> None:
-    assert one(rendered["defaults"], "ClusterRole")["rules"] == rbac.RULES
+    assert one(rendered["defaults"], "ClusterRole", OPERATOR_ROLE)["rules"] == rbac.RULES
 
 
 def test_with_peering_the_clusterrole_adds_exactly_kopfs_peering_rules(
     rendered: dict[str, list[Manifest]],
 ) -> None:
     for variant in ("peering-cluster-wide", "peering-namespaced"):
-        assert one(rendered[variant], "ClusterRole")["rules"] == rbac.RULES + rbac.PEERING_RULES
+        role = one(rendered[variant], "ClusterRole", OPERATOR_ROLE)
+        assert role["rules"] == rbac.RULES + rbac.PEERING_RULES
 
 
 def test_the_binding_grants_the_clusterrole_to_the_operator_service_account(
@@ -35,7 +39,7 @@ def test_the_binding_grants_the_clusterrole_to_the_operator_service_account(
 ) -> None:
     objects = rendered["defaults"]
     binding = one(objects, "ClusterRoleBinding")
-    role = one(objects, "ClusterRole")
+    role = one(objects, "ClusterRole", OPERATOR_ROLE)
     account = one(objects, "ServiceAccount")
     deployment = one(objects, "Deployment")
     assert binding["roleRef"] == {
@@ -47,8 +51,19 @@ def test_the_binding_grants_the_clusterrole_to_the_operator_service_account(
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
+def test_tenant_owners_get_apps_and_loadtests_through_the_aggregated_edit_and_view_roles(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    edit = one(rendered["defaults"], "ClusterRole", f"{OPERATOR_ROLE}-edit")
+    view = one(rendered["defaults"], "ClusterRole", f"{OPERATOR_ROLE}-view")
+    assert edit["rules"] == rbac.TENANT_EDIT_RULES and view["rules"] == rbac.TENANT_VIEW_RULES
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in view["rules"])
+
+
 def test_no_rule_uses_wildcards_or_grants_escalation() -> None:
-    for rule in rbac.rules(peering=True):
+    for rule in [*rbac.rules(peering=True), *rbac.TENANT_EDIT_RULES, *rbac.TENANT_VIEW_RULES]:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
         assert not {"escalate", "impersonate"} & set(rule["verbs"]), rule
@@ -85,4 +100,6 @@ def test_main_writes_the_file_the_chart_reads(tmp_path: object) -> None:
 
     out = Path(str(tmp_path)) / "rules.yaml"
     assert rbac.main([str(out)]) == 0
-    assert yaml.safe_load(out.read_text()) == {"rules": rbac.RULES, "peeringRules": rbac.PEERING_RULES}
+    assert yaml.safe_load(out.read_text()) == {
+        "rules": rbac.RULES, "peeringRules": rbac.PEERING_RULES,
+        "tenantEditRules": rbac.TENANT_EDIT_RULES, "tenantViewRules": rbac.TENANT_VIEW_RULES}
