@@ -344,8 +344,8 @@ def deploy(
 ) -> None:
     """Create or update an App (server-side apply); with --wait, follow it to Ready and print its URL.
 
-    Exit 0 when Ready (or applied, with --no-wait), 1 when the rollout failed (the reason is
-    printed: image not found, crash loop with its last log lines, quota exceeded), 2 for bad input.
+    Exit 0 when Ready (or applied, with --no-wait), 2 for bad input,
+    1 when the rollout failed: image not found, crash loop (with its last logs), quota exceeded.
     """
 
     async def main() -> int:
