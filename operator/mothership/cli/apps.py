@@ -758,6 +758,9 @@ class LogFollower:
 
     async def run(self) -> None:
         await self._refresh(first=True)
+        if not self.tasks:
+            waiting = " yet: waiting for some" if self.follow else ""
+            self.errors.print(f"app/{self.app} has no pods{waiting}")
         if not self.follow:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             return
