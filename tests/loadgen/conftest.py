@@ -3,7 +3,7 @@
 ``target_server`` is an aiohttp app on a random port (in the spirit of httpx's
 tests/conftest.py) with well-behaved and misbehaving endpoints, and counters
 the tests read to check what the server itself saw. ``refused_url`` points at
-a port nobody listens on. ``tls_files`` makes a throwaway self-signed
+a port nobody listens on; ``silent_server`` accepts and never answers. ``tls_files`` makes a throwaway self-signed
 certificate with the openssl CLI (the tests that need it skip without it).
 """
 
@@ -162,6 +162,47 @@ def refused_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class SilentServer:
+    """Accepts TCP connections, reads what is sent and never answers (a hung target)."""
+
+    url: str
+    connections: int = 0
+    """Connections accepted so far."""
+
+
+@contextlib.asynccontextmanager
+async def serve_silent() -> AsyncIterator[SilentServer]:
+    state = SilentServer(url="")
+    held: set[asyncio.StreamWriter] = set()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        held.add(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        held.discard(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        server.close()
+        for writer in list(held):
+            writer.transport.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[SilentServer]:
+    """A 127.0.0.1 listener that accepts connections and never sends a byte back."""
+    async with serve_silent() as state:
+        yield state
 
 
 @dataclass

@@ -56,7 +56,10 @@ async def test_in_flight_work_is_cancelled_after_graceful_stop(target_server: Ta
                    scenarios=[{"name": "browse", "requests": [{"path": "/slow?ms=3000"}]}])
     stats, took = await timed_run(spec)
     assert 0.3 <= took < 0.6
-    assert stats.http_reqs_total() == 0  # interrupted iterations are not results
+    # each request still in flight at the end is one interrupted error, not forgotten
+    assert stats.http_reqs_total() == stats.errors_total() == 2
+    assert stats.snapshot()["errors"] == {"browse": {"interrupted": 2}}
+    assert stats.http_req_duration.count == 2 and stats.http_req_duration.to_wire()["min"] >= 0.3
 
 
 async def test_in_flight_work_may_finish_within_graceful_stop(target_server: TargetServer) -> None:

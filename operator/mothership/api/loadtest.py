@@ -844,7 +844,7 @@ class Summary(Model):
     error_rate: float = 0.0
     """errors / (requests + WebSocket sessions), 0..1."""
     errors_by_class: dict[str, int] = {}
-    """Errors by class: connect, timeout, status, protocol, closed."""
+    """Errors by class: connect, timeout, status, protocol, closed, interrupted."""
     http_req_duration: Percentiles = Percentiles()
     """HTTP latency in milliseconds, from the scheduled send time."""
     websocket: WebSocketSummary = WebSocketSummary()

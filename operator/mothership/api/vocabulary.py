@@ -146,3 +146,5 @@ class ErrorClass(StrEnum):
     """A malformed response, or a WebSocket reply that did not match what was expected."""
     CLOSED = "closed"
     """The peer reset or closed the connection mid-request, or a WebSocket closed abnormally."""
+    INTERRUPTED = "interrupted"
+    """Still in flight (a request, or a WebSocket handshake) when the run ended at duration + gracefulStop."""

@@ -3,7 +3,9 @@
 ``run`` starts load the moment it is called (the worker calls it at the
 start barrier), applies it for ``share.duration_seconds``, then lets
 in-flight iterations finish for up to ``share.graceful_stop_seconds`` and
-cancels what is left. Setting ``stop`` ends the load early along the same
+cancels what is left: each request or WebSocket handshake still in flight then
+counts as one ``interrupted`` error (a target that never answers must not look
+like a target that was never asked). Setting ``stop`` ends the load early along the same
 path. Everything is recorded into the given Stats; the caller snapshots it.
 
 Clock: durations and latencies are read from one monotonic clock. Under
@@ -38,6 +40,10 @@ from .stats import Stats
 from .ws import SeqIds, prepare_session
 
 logger = logging.getLogger(__name__)
+
+
+UNWIND_SECONDS = 1.0
+"""How long the engine waits, after cancelling what was in flight at the end, for it to record itself."""
 
 
 def clock_for(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
@@ -104,7 +110,11 @@ async def _run(ctx: Context, model: Model, stop: asyncio.Event) -> None:
     finally:
         stop_wait.cancel()
         model.abort()
-        # let aborted transports and cancelled sessions run their callbacks
+        # let aborted transports and cancelled sessions run their callbacks: a cancelled handshake
+        # records itself as interrupted, and the caller's final snapshot must include it
         with contextlib.suppress(asyncio.CancelledError):
+            cancelled = model.cancelled_sessions()
+            if cancelled:
+                await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)
             await asyncio.sleep(0)
     logger.debug("worker %d/%d done after %.3fs", share.index, share.count, ctx.now() - start)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ Clock = Callable[[], float]
 """Seconds on a monotonic clock shared by scheduling and measurement."""
 
 USER_AGENT = "mothership-loadgen/0.1"
+
+CONNECT_BACKOFF_FIRST = 0.01
+"""Seconds a virtual user pauses after its first failed connect in a row (then doubling)."""
+CONNECT_BACKOFF_MAX = 0.5
+"""The longest pause after failed connects: a closed port costs each virtual user at most ~2-4 attempts/s."""
 
 
 @dataclass(frozen=True)
@@ -210,9 +216,16 @@ class HttpClient:
 
     ``iterate(scheduled, on_done)`` runs the requests once and calls
     ``on_done()``; the first request's latency counts from ``scheduled`` (the
-    open model's arrival time), later ones from when they were due. ``close()``
-    abandons any request in flight, unrecorded (the engine calls it after
-    gracefulStop).
+    open model's arrival time), later ones from when they were due, but never
+    from a time after the actual send: a timer may fire a little early, and a
+    latency must not be negative. ``close()`` abandons any request in flight
+    and records it as ``interrupted`` (the engine calls it after gracefulStop).
+
+    A failed connect backs off before this virtual user's next request:
+    ``CONNECT_BACKOFF_FIRST`` doubling up to ``CONNECT_BACKOFF_MAX``, jittered
+    (a uniform draw from half to all of it), reset by the next successful
+    connect. Each attempt still counts as one ``connect`` error; without the
+    pause, a closed port drew about 25k attempts/s from one worker.
 
     ``repeat``, when set, is asked at the end of each iteration with the clock
     time; True starts the next iteration at once without calling ``on_done``.
@@ -248,6 +261,8 @@ class HttpClient:
         self._on_conn = 0  # responses completed on the current connection
         self._retried = False
         self._closed = False
+        self._backoff = 0.0
+        """Seconds the next failed connect waits before the next request (0: none failed lately)."""
         self.connections_opened = 0
         """Connections this client opened (keep-alive reuse keeps it low)."""
 
@@ -257,10 +272,17 @@ class HttpClient:
         """Run the requests once, the first due at ``scheduled``; then call ``on_done()``."""
         self._on_done = on_done
         self._i = 0
-        self._start(scheduled)
+        now = self._now()
+        self._start(scheduled if scheduled < now else now)
 
     def close(self) -> None:
-        """Stop: abort the connection and any request in flight without recording it."""
+        """Stop: abort the connection; a request still in flight counts as one ``interrupted`` error.
+
+        The engine calls this at duration + gracefulStop: a request the target
+        never answered is a result (it failed), not something to forget.
+        """
+        if self._inflight and not self._closed:
+            self._stats.error(self._si, ErrorClass.INTERRUPTED, max(self._now() - self._sent_at, 0.0))
         self._closed = True
         self._inflight = False
         if self._timer is not None:
@@ -311,9 +333,12 @@ class HttpClient:
         except (OSError, ssl.SSLError, ssl.CertificateError):
             self._connect_task = None
             if self._inflight:
-                self._fail(ErrorClass.CONNECT)
+                backoff = self._backoff
+                self._backoff = CONNECT_BACKOFF_FIRST if not backoff else min(backoff * 2, CONNECT_BACKOFF_MAX)
+                self._fail(ErrorClass.CONNECT, self._backoff * (0.5 + 0.5 * random.random()))
             return
         self._connect_task = None
+        self._backoff = 0.0
         if self._closed or not self._inflight:
             if conn.transport is not None:
                 conn.transport.close()
@@ -413,7 +438,8 @@ class HttpClient:
             return
         self._end_iteration()
 
-    def _fail(self, error_class: ErrorClass) -> None:
+    def _fail(self, error_class: ErrorClass, pause: float = 0.0) -> None:
+        """Record a request that got no response; the next starts after its think time plus ``pause``."""
         self._inflight = False
         t = self._now()
         self._stats.error(self._si, error_class, t - self._sent_at)
@@ -422,7 +448,7 @@ class HttpClient:
             conn.transport.abort()
         if self._closed:
             return
-        think = self._req.think_time
+        think = self._req.think_time + pause
         self._i += 1
         if think > 0:
             self._loop.call_later(think, self._continue, t + think)
@@ -432,6 +458,9 @@ class HttpClient:
     def _continue(self, scheduled: float) -> None:
         if self._closed:
             return
+        now = self._now()
+        if scheduled > now:  # the timer fired early: measure from the actual send
+            scheduled = now
         if self._i < self._n:
             self._start(scheduled)
             return

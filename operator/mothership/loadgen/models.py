@@ -122,14 +122,22 @@ class VirtualUser:
         if on_done is not None:
             on_done(self)
 
-    def abort(self) -> None:
-        """Cancel whatever is in flight, unrecorded (after gracefulStop)."""
+    def abort(self) -> asyncio.Task[None] | None:
+        """Cancel whatever is in flight (after gracefulStop); return the cancelled session task, if any.
+
+        In-flight requests are recorded as ``interrupted`` here (HttpClient.close);
+        a pending WebSocket handshake records it when its cancelled task runs.
+        """
         self._on_done = None
         for client in self._clients.values():
             client.close()
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        else:
+            task = None
         self.busy = False
+        return task
 
 
 class Model:
@@ -141,6 +149,7 @@ class Model:
         self.idle = asyncio.Event()
         """Set when no iteration is in flight after ``drain``."""
         self.start_time = 0.0
+        self._cancelled: list[asyncio.Task[None]] = []
 
     def start(self, start_time: float) -> None:
         raise NotImplementedError
@@ -158,10 +167,14 @@ class Model:
             self.idle.set()
 
     def abort(self) -> None:
-        for vu in self.users:
-            vu.abort()
+        """Cancel every iteration in flight; ``cancelled_sessions`` lists the tasks still to unwind."""
+        self._cancelled = [t for t in (vu.abort() for vu in self.users) if t is not None]
         self.ctx.stats.virtual_users = 0
         self.idle.set()
+
+    def cancelled_sessions(self) -> list[asyncio.Task[None]]:
+        """The WebSocket session tasks ``abort`` cancelled: await them so their records are in."""
+        return self._cancelled
 
 
 class ClosedModel(Model):

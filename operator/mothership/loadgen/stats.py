@@ -92,7 +92,7 @@ class Stats:
         self.http_counts: list[int] = [0] * (n * _NSTATUS)
         """Requests by ``scenario_index * 6 + status // 100``."""
         self.error_counts: list[int] = [0] * (n * _NERR)
-        """Errors by ``scenario_index * 5 + ERROR_CLASSES.index(cls)``."""
+        """Errors by ``scenario_index * len(ERROR_CLASSES) + ERROR_CLASSES.index(cls)``."""
         self.http_req_duration = Histogram()
         self.ws_connecting = Histogram()
         self.ws_msg_latency = Histogram()

@@ -30,11 +30,11 @@ At most ``MAX_UNANSWERED`` messages per session wait for their reply; past
 that the oldest is forgotten and its reply, if it comes, reports nothing.
 
 What is recorded (Stats): sessions started, connect time, handshake failures
-(refused -> connect, timeout -> timeout, no 101 -> status, anything else ->
-protocol), open connections, messages and payload bytes both ways, round-trip
-latency of paired replies (above), abnormal
-closures (the peer vanished without a close frame: 1006). A session counts at
-most one error, so the error rate stays a ratio.
+(refused -> connect, timeout -> timeout, no 101 -> status, still pending when
+the run ends -> interrupted, anything else -> protocol), open connections,
+messages and payload bytes both ways, round-trip latency of paired replies
+(above), abnormal closures (the peer vanished without a close frame: 1006). A
+session counts at most one error, so the error rate stays a ratio.
 
 This module knows nothing of load models, the coordinator or Kubernetes.
 """
@@ -427,6 +427,8 @@ class WsSession:
                            read_buffer_init_size=READ_BUFFER_BYTES, logger_name="mothership"),
                 p.connect_timeout + 0.5)
         except asyncio.CancelledError:
+            # the run ended (duration + gracefulStop) with the handshake unanswered: a failure
+            self._fail_handshake(ErrorClass.INTERRUPTED)
             raise
         except TimeoutError as exc:
             self._fail_handshake(ErrorClass.TIMEOUT, exc)
