@@ -3,8 +3,9 @@
 ``target_server`` is an aiohttp app on a random port (in the spirit of httpx's
 tests/conftest.py) with well-behaved and misbehaving endpoints, and counters
 the tests read to check what the server itself saw. ``refused_url`` points at
-a port nobody listens on; ``silent_server`` accepts and never answers. ``tls_files`` makes a throwaway self-signed
-certificate with the openssl CLI (the tests that need it skip without it).
+a port nobody listens on; ``silent_server`` accepts and never answers.
+``tls_files`` makes a throwaway self-signed certificate with the openssl CLI
+(the tests that need it skip without it).
 """
 
 from __future__ import annotations

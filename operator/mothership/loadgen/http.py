@@ -333,9 +333,9 @@ class HttpClient:
         except (OSError, ssl.SSLError, ssl.CertificateError):
             self._connect_task = None
             if self._inflight:
-                backoff = self._backoff
-                self._backoff = CONNECT_BACKOFF_FIRST if not backoff else min(backoff * 2, CONNECT_BACKOFF_MAX)
-                self._fail(ErrorClass.CONNECT, self._backoff * (0.5 + 0.5 * random.random()))
+                backoff = min(self._backoff * 2, CONNECT_BACKOFF_MAX) or CONNECT_BACKOFF_FIRST
+                self._backoff = backoff
+                self._fail(ErrorClass.CONNECT, backoff * (0.5 + 0.5 * random.random()))
             return
         self._connect_task = None
         self._backoff = 0.0
