@@ -75,6 +75,19 @@ def test_the_final_summary_ends_with_the_verdict_and_marks_each_threshold() -> N
     assert out.strip().splitlines()[-1] == "FAILED  2 of 3 thresholds failed"
 
 
+def test_dropped_iterations_show_live_and_as_a_warning_on_the_verdict_line() -> None:
+    dropped = result(verdict=Verdict.PASSED, reason="all 1 thresholds passed", final=True)
+    dropped.summary.dropped_iterations = 259
+    spec = load_spec(LOADTEST_DOC)
+    live = text(format_live(dropped, spec, title="t"))
+    assert re.search(r"dropped +259 iterations \(all virtual users busy\)", live)
+    last = text(format_summary(dropped, title="shop")).strip().splitlines()[-1]
+    assert last == ("PASSED  all 1 thresholds passed  "
+                    "(warning: 259 iterations dropped, all virtual users busy)")
+    clean = result(verdict=Verdict.PASSED, reason="all 1 thresholds passed", final=True)
+    assert "warning" not in text(format_summary(clean, title="shop"))
+
+
 def test_values_are_shown_in_the_unit_a_person_reads() -> None:
     assert [format_ms(v) for v in (None, 0.123, 12.34, 123.4, 1234.5)] == ["-", "0.12ms", "12.3ms", "123ms",
                                                                            "1.23s"]

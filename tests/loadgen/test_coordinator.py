@@ -103,7 +103,8 @@ async def test_stop_stops_every_worker_and_keeps_the_partial_summary(serve_worke
 
 async def test_abort_on_fail_stops_the_run_early_with_a_failed_verdict(serve_worker) -> None:
     spec = spec_with(duration="30s", thresholds=[
-        {"metric": "http_req_duration", "stat": "p95", "lt": "1ms", "abortOnFail": True}])
+        {"metric": "http_req_duration", "stat": "p95", "lt": "1ms", "abortOnFail": True,
+         "delayAbortEval": "0s"}])
     w = await serve_worker(spec=spec, engine_run=scripted_engine(requests=1000, seconds=30, latency=0.05))
     result = await asyncio.wait_for(Coordinator([w.url], TOKEN, spec, **FAST).run(), timeout=4)
     assert result.verdict is Verdict.FAILED
@@ -182,6 +183,35 @@ async def test_live_rps_is_over_the_last_window_and_the_final_rps_over_the_run(s
     result = await coordinator.run()
     assert result.summary.rps == pytest.approx(40 / result.elapsed, rel=5e-3)  # elapsed is rounded to ms
     assert max(live) > 50  # about 100/s while requests flow
+
+
+@pytest.mark.parametrize(("thresholds", "verdict", "no_data"), [
+    ([{"metric": "http_req_duration", "stat": "p95", "lt": "1s"}], Verdict.FAILED, True),
+    ([{"metric": "errors", "stat": "rate", "lt": "1%"}, {"metric": "http_reqs", "stat": "count", "lt": "1"}],
+     Verdict.PASSED, False),  # zero is fine, the spec says so
+    ([], Verdict.PASSED, False),  # nothing to judge: no verdict to withhold
+])
+async def test_a_run_that_completed_nothing_fails_as_no_data_unless_a_threshold_allows_it(
+    serve_worker, thresholds: list[dict[str, str]], verdict: Verdict, no_data: bool,
+) -> None:
+    spec = spec_with(thresholds=thresholds)
+    w = await serve_worker(spec=spec, engine_run=scripted_engine(requests=0))
+    result = await asyncio.wait_for(Coordinator([w.url], TOKEN, spec, **FAST).run(), timeout=4)
+    assert (result.verdict, result.no_data) == (verdict, no_data)
+    assert result.reason.startswith("NoData: ") is no_data
+    assert result.wire()["noData"] is no_data
+
+
+def test_a_rebuilt_result_fails_as_no_data_when_only_errors_were_recorded() -> None:
+    from mothership.api.vocabulary import ErrorClass
+    from mothership.loadgen.stats import Stats
+
+    spec = spec_with(thresholds=[{"metric": "http_req_duration", "stat": "p95", "lt": "20s"}])
+    stats = Stats(["browse"])
+    stats.error(0, ErrorClass.INTERRUPTED, 15.0)  # a hung target: asked, never answered
+    result = result_from_summaries([envelope("done", 0, 1, 15.0, 100.0, stats.snapshot())], spec)
+    assert result.thresholds[0].ok and result.verdict is Verdict.FAILED and result.no_data
+    assert result.summary.errors_by_class == {"interrupted": 1} and result.summary.error_rate == 1.0
 
 
 def test_result_from_summaries_reports_missing_and_unreadable_messages() -> None:

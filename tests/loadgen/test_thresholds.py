@@ -9,7 +9,16 @@ import pytest
 from mothership.api.loadtest import Threshold
 from mothership.api.vocabulary import ErrorClass
 from mothership.loadgen.stats import Stats, merge_snapshots
-from mothership.loadgen.thresholds import abort_reasons, can_recover, describe, evaluate, evaluate_one
+from mothership.loadgen.thresholds import (
+    abort_reasons,
+    can_recover,
+    completed,
+    describe,
+    evaluate,
+    evaluate_one,
+    no_data,
+    zero_is_fine,
+)
 
 
 def th(metric: str, stat: str, abort: bool = False, **op: str) -> Threshold:
@@ -101,7 +110,7 @@ def test_abort_reasons_name_only_failed_abort_on_fail_thresholds() -> None:
         th("http_req_duration", "p50", abort=True, lt="1s"),  # holds
     ]
     results = evaluate(thresholds, snapshot(), 10.0)
-    assert abort_reasons(thresholds, results) == [describe(results[0])]
+    assert abort_reasons(thresholds, results, 10.0) == [describe(results[0])]
     assert describe(results[0]).startswith("errors rate 0.0194175 !< 0.01")
 
 
@@ -111,4 +120,52 @@ def test_a_count_not_yet_reached_does_not_abort_because_it_can_still_grow() -> N
     assert can_recover(growing) and not can_recover(capped)
     results = evaluate([growing, capped], snapshot(), 10.0)
     assert [r.ok for r in results] == [False, False]
-    assert abort_reasons([growing, capped], results) == [describe(results[1])]
+    assert abort_reasons([growing, capped], results, 10.0) == [describe(results[1])]
+
+
+def test_an_abort_threshold_is_not_judged_before_its_delay_abort_eval() -> None:
+    default = th("errors", "rate", abort=True, lt="1%")
+    quick = Threshold.model_validate({"metric": "errors", "stat": "rate", "lt": "1%", "abortOnFail": True,
+                                      "delayAbortEval": "500ms"})
+    results = evaluate([default, quick], snapshot(), 10.0)
+    assert [r.ok for r in results] == [False, False]
+    assert abort_reasons([default, quick], results, 0.4) == []
+    assert abort_reasons([default, quick], results, 0.5) == [describe(results[1])]
+    assert abort_reasons([default, quick], results, 9.99) == [describe(results[1])]
+    assert abort_reasons([default, quick], results, 10.0) == [describe(results[0]), describe(results[1])]
+
+
+def test_completed_counts_responses_of_any_status_and_finished_handshakes_not_failures() -> None:
+    stats = Stats(["s"])
+    stats.error(0, ErrorClass.INTERRUPTED, 5.0)
+    stats.error(0, ErrorClass.CONNECT, 0.001)
+    stats.ws_session_started(0)
+    stats.ws_handshake_failed(0, ErrorClass.TIMEOUT)
+    assert completed(stats.snapshot()) == 0
+    stats.http(0, 503, 0.01, 1, 1)
+    assert completed(stats.snapshot()) == 1
+    stats.ws_connected(0.01)
+    assert completed(stats.snapshot()) == 2
+
+
+@pytest.mark.parametrize(("threshold", "fine"), [
+    (th("http_reqs", "count", lt="1"), True),
+    (th("http_reqs", "count", lte="0"), True),
+    (th("ws_sessions", "count", lt="5"), True),
+    (th("http_reqs", "count", gt="0"), False),
+    (th("http_reqs", "rate", lt="100"), False),  # a rate is no statement about zero
+    (th("errors", "count", lt="1"), False),
+    (th("http_req_duration", "p95", lt="1s"), False),
+])
+def test_only_a_count_of_requests_or_sessions_holding_at_zero_says_zero_is_fine(
+    threshold: Threshold, fine: bool,
+) -> None:
+    assert zero_is_fine(threshold) is fine
+
+
+def test_no_data_needs_thresholds_and_nothing_completed() -> None:
+    empty = Stats(["s"]).snapshot()
+    p95 = th("http_req_duration", "p95", lt="1s")
+    assert no_data([p95], empty) and not no_data([], empty)
+    assert not no_data([p95, th("http_reqs", "count", lt="1")], empty)
+    assert not no_data([p95], snapshot())

@@ -177,6 +177,26 @@ def test_an_abort_on_fail_verdict_is_failed() -> None:
     assert c is not None and (c.reason, c.message) == (R.ABORTED_ON_THRESHOLD, "errors rate 0.5 !< 0.01")
 
 
+def test_a_no_data_verdict_is_failed_even_though_every_threshold_holds_on_nothing() -> None:
+    status = compute(Observed(now=LATER, spec=spec(thresholds=[
+        {"metric": "http_req_duration", "stat": "p95", "lt": "200ms"}]), launched=True, start_at=START_AT,
+        verdict=Verdict.NO_DATA, verdict_message="NoData: no HTTP request got a response.",
+        thresholds=[threshold(True, None)]), running_status())
+    assert status.phase is LoadTestPhase.FAILED
+    assert cond(status, C.COMPLETED) == ("True", R.NO_DATA)
+    assert cond(status, C.THRESHOLDS_PASSED) == ("False", R.NO_DATA)
+
+
+def test_the_coordinators_no_data_failure_maps_to_the_no_data_verdict() -> None:
+    from mothership.loadgen.coordinator import Result
+    from mothership.loadgen.coordinator import Verdict as RunVerdict
+    from mothership.loadtests.coordination import verdict_of
+
+    assert verdict_of(Result(verdict=RunVerdict.FAILED, no_data=True)) is Verdict.NO_DATA
+    assert verdict_of(Result(verdict=RunVerdict.FAILED)) is Verdict.COMPLETED
+    assert verdict_of(Result(verdict=RunVerdict.FAILED, aborted=True)) is Verdict.ABORTED
+
+
 def test_a_coordination_failure_is_errored() -> None:
     status = compute(Observed(now=LATER, spec=spec(), launched=True, verdict=Verdict.ERRORED,
                               verdict_message="worker 1 at 127.0.0.3:9090 stopped answering"))

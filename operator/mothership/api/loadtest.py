@@ -395,7 +395,10 @@ class Threshold(Model):
     gte: Limit | None = None
     """Pass while the stat is at least this value."""
     abort_on_fail: bool = False
-    """Stop the whole test as soon as this threshold fails."""
+    """Stop the whole test as soon as this threshold fails (not before ``delayAbortEval``)."""
+    delay_abort_eval: Duration = "10s"
+    """With abortOnFail: seconds of load before this threshold may abort the test (k6's name), so a
+    handful of early samples cannot end it. It is always judged at the end."""
 
     @field_validator("metric")
     @classmethod
@@ -739,11 +742,12 @@ class LoadTestConditionType(StrEnum):
     Unknown: not accepted yet.
     False: InProgress while it is pending, starting, running or stopping.
     True: the test is over; the reason says how (RanToCompletion, StoppedByUser,
-    AbortedOnThreshold, WorkerFailed, Refused, CoordinationFailed)."""
+    AbortedOnThreshold, NoData, WorkerFailed, Refused, CoordinationFailed)."""
     THRESHOLDS_PASSED = "ThresholdsPassed"
     """Whether every threshold holds on the merged results (live while running, final at the end).
     Unknown: NoData (no results yet).
-    False: ThresholdFailed; the message lists each failing threshold with its value.
+    False: ThresholdFailed; the message lists each failing threshold with its value. NoData when
+    the test ended with thresholds and nothing completed (the phase is then Failed).
     True: AllThresholdsPassed, or NoThresholds when the spec sets none."""
 
 
@@ -788,7 +792,9 @@ class LoadTestReason(StrEnum):
     COORDINATION_FAILED = "CoordinationFailed"
     """Completed is True: the operator could not run the test (workers unreachable, never ready)."""
     NO_DATA = "NoData"
-    """ThresholdsPassed is Unknown: no results yet."""
+    """ThresholdsPassed is Unknown: no results yet. At the end, Completed is True and
+    ThresholdsPassed False with this reason: the spec has thresholds, but no request got a
+    response and no WebSocket handshake completed (a dead or hung target), so the test Failed."""
     NO_THRESHOLDS = "NoThresholds"
     """ThresholdsPassed is True: the spec sets no thresholds."""
     ALL_THRESHOLDS_PASSED = "AllThresholdsPassed"

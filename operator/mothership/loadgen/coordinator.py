@@ -48,7 +48,7 @@ time is used only for ``start_at``.
 The Result's JSON shape (``Result.wire()``, camelCase)::
 
     {"verdict": "passed|failed|stopped|errored" (null while running),
-     "reason": "a sentence", "final": true,
+     "reason": "a sentence", "final": true, "aborted": false, "noData": false,
      "startAt": 1730000000.0, "elapsed": 10.02,
      "summary": {...api.loadtest.Summary...},
      "thresholds": [{...api.loadtest.ThresholdResult...}],
@@ -82,7 +82,7 @@ from ..api.loadtest import (
     WorkerFailure,
 )
 from .stats import empty_snapshot, expand, merge_snapshots, summarize
-from .thresholds import abort_reasons, describe, evaluate
+from .thresholds import abort_reasons, describe, evaluate, no_data
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class Verdict(StrEnum):
     PASSED = "passed"
     """Every threshold held."""
     FAILED = "failed"
-    """A threshold failed (at the end, or an abortOnFail one during the run)."""
+    """A threshold failed (at the end, or an abortOnFail one during the run), or NoData: the run
+    had thresholds and nothing completed (``thresholds.no_data``)."""
     STOPPED = "stopped"
     """Stopped on request before the end; thresholds are reported on the partial data."""
     ERRORED = "errored"
@@ -131,6 +132,8 @@ class Result(Model):
     """False for live updates, True for the result of the whole run."""
     aborted: bool = False
     """True when an abortOnFail threshold ended the run early."""
+    no_data: bool = False
+    """True when the run failed as NoData: thresholds to judge, and no request or handshake completed."""
     start_at: float | None = None
     """Wall-clock epoch seconds of the start barrier."""
     elapsed: float = 0.0
@@ -157,10 +160,17 @@ class Result(Model):
         )
 
 
+NO_DATA_REASON = ("NoData: no HTTP request got a response and no WebSocket handshake completed, so there "
+                  "is nothing to judge the thresholds on (a threshold like http_reqs count < 1 allows this)")
+"""The reason of a NoData failure; it starts with the word the operator's condition uses."""
+
+
 def decide(
-    *, errored: str | None, aborted: list[str], stopped: str | None, thresholds: Sequence[ThresholdResult]
+    *, errored: str | None, aborted: list[str], stopped: str | None, thresholds: Sequence[ThresholdResult],
+    no_data: bool = False,
 ) -> tuple[Verdict, str]:
-    """The one rule for a verdict: errored, then aborted (failed), then stopped, then the thresholds."""
+    """The one rule for a verdict: errored, then aborted (failed), then stopped, then NoData (failed),
+    then the thresholds."""
     if errored:
         return Verdict.ERRORED, errored
     if aborted:
@@ -168,6 +178,9 @@ def decide(
     if stopped:
         return Verdict.STOPPED, stopped
     failed = [describe(r) for r in thresholds if not r.ok]
+    if no_data:
+        also = f"; {len(failed)} of {len(thresholds)} thresholds failed too: " if failed else ""
+        return Verdict.FAILED, NO_DATA_REASON + also + "; ".join(failed)
     if failed:
         return Verdict.FAILED, f"{len(failed)} of {len(thresholds)} thresholds failed: " + "; ".join(failed)
     return Verdict.PASSED, f"all {len(thresholds)} thresholds passed" if thresholds else "finished"
@@ -440,7 +453,7 @@ class Coordinator:
                 break
             if not self._stop_sent:
                 if not self._aborted:
-                    reasons = abort_reasons(self.spec.thresholds, result.thresholds)
+                    reasons = abort_reasons(self.spec.thresholds, result.thresholds, result.elapsed)
                     if reasons:
                         self._aborted = reasons
                         logger.warning("abortOnFail: %s", "; ".join(reasons))
@@ -506,9 +519,11 @@ class Coordinator:
                 errored = too_many_failures(failures, len(self.workers), self.spec)
             else:
                 errored = "no worker finished"
+            missing = no_data(self.spec.thresholds, merged)
             result.verdict, result.reason = decide(errored=errored, aborted=self._aborted,
-                                                   stopped=stopped, thresholds=thresholds)
+                                                   stopped=stopped, thresholds=thresholds, no_data=missing)
             result.aborted = result.verdict is Verdict.FAILED and bool(self._aborted)
+            result.no_data = result.verdict is Verdict.FAILED and not result.aborted and missing
         return result
 
     def _windowed_rps(self, elapsed: float, requests: int) -> float:
@@ -573,15 +588,18 @@ def result_from_summaries(
     thresholds = evaluate(spec.thresholds, merged, elapsed)
     stopped = any(r.state == "stopped" for r in reports)
     errored = too_many_failures(failures, len(texts), spec) if snaps else "no worker left a summary"
-    aborted = abort_reasons(spec.thresholds, thresholds) if stopped else []
+    aborted = abort_reasons(spec.thresholds, thresholds, elapsed) if stopped else []
+    missing = no_data(spec.thresholds, merged)
     verdict, reason = decide(
         errored=errored,
         aborted=aborted,
         stopped="stopped before the end" if stopped else None,
         thresholds=thresholds,
+        no_data=missing,
     )
     return Result(
         verdict=verdict, reason=reason, final=True, aborted=verdict is Verdict.FAILED and bool(aborted),
+        no_data=verdict is Verdict.FAILED and not aborted and missing,
         start_at=start_at, elapsed=round(elapsed, 3),
         summary=summarize(merged, elapsed), thresholds=thresholds, workers=reports, failures=failures,
     )

@@ -176,8 +176,19 @@ def format_live(result: Result, spec: LoadTestSpec, *, title: str) -> Renderable
 
 
 def format_verdict(result: Result) -> Text:
+    """``PASSED  all 2 thresholds passed``, with a warning when open-model arrivals were dropped.
+
+    Dropped iterations mean the pool of virtual users could not keep the
+    arrival rate, so the target saw less load than asked: a pass is weaker
+    than it reads. Threshold ``dropped_iterations count < 1`` to fail on it.
+    """
     verdict = result.verdict or Verdict.ERRORED
-    return Text.assemble((verdict.value.upper(), VERDICT_STYLE[verdict]), f"  {result.reason}")
+    text = Text.assemble((verdict.value.upper(), VERDICT_STYLE[verdict]), f"  {result.reason}")
+    dropped = result.summary.dropped_iterations
+    if dropped:
+        text.append(f"  (warning: {dropped:,} iterations dropped, all virtual users busy)",
+                    style="bold yellow")
+    return text
 
 
 def format_summary(result: Result, *, title: str) -> RenderableType:

@@ -9,13 +9,19 @@ seconds, 0..1 ratios, counts), so the comparison is a plain float compare.
 
 A threshold with no data yet (no request made, no message received) holds:
 its value is None and ``ok`` is True, as in k6, so a test is not failed by a
-metric it never produced. Write ``{metric: http_reqs, stat: count, gt: 0}``
-when "something must have happened" is the rule.
+metric it never produced. A whole run with nothing to judge is another matter
+(``no_data``): a test with thresholds in which no HTTP request got a response
+and no WebSocket handshake completed ends Failed with reason NoData, so a
+dead or hung target never passes. A count threshold on ``http_reqs`` or
+``ws_sessions`` that holds at zero (``{metric: http_reqs, stat: count, lt: 1}``)
+says "zero is fine" and lifts that rule.
 
 Aborting early (``abortOnFail``) needs a failure that cannot recover: a
 ``count`` checked with ``gt``/``gte`` only grows, so while it is short of the
 bound it is "not met yet", not failed for good, and it does not abort the
-run; it is judged at the end like any other threshold.
+run; it is judged at the end like any other threshold. Nor is an abort
+threshold judged before ``delayAbortEval`` (default 10 s, k6's name) has
+passed, so the first second's handful of samples cannot end a test.
 
 This module knows nothing of workers, HTTP or Kubernetes.
 """
@@ -26,6 +32,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..api.common import parse_duration
 from ..api.loadtest import Threshold, ThresholdResult
 from ..api.vocabulary import Stat
 from .stats import stat_value
@@ -68,13 +75,40 @@ def can_recover(threshold: Threshold | ThresholdResult) -> bool:
     return threshold.stat == Stat.COUNT and threshold.op in ("gt", "gte")
 
 
-def abort_reasons(thresholds: Sequence[Threshold], results: Sequence[ThresholdResult]) -> list[str]:
-    """One line per ``abortOnFail`` threshold that failed for good (empty: keep running)."""
+def abort_reasons(thresholds: Sequence[Threshold], results: Sequence[ThresholdResult],
+                  elapsed_seconds: float) -> list[str]:
+    """One line per ``abortOnFail`` threshold that failed for good (empty: keep running).
+
+    A threshold is not judged before its ``delayAbortEval`` of load has passed.
+    """
     return [
         describe(r)
         for t, r in zip(thresholds, results, strict=True)
         if t.abort_on_fail and not r.ok and not can_recover(t)
+        and elapsed_seconds >= parse_duration(t.delay_abort_eval)
     ]
+
+
+ZERO_IS_FINE_METRICS = ("http_reqs", "ws_sessions")
+"""A count threshold on one of these that holds at 0 lifts the NoData rule (see the module doc)."""
+
+
+def completed(snap: dict[str, Any]) -> int:
+    """Requests that got a response (any status) plus WebSocket handshakes that completed."""
+    rows = snap.get("http_reqs", {}).values()
+    responses = sum(n for row in rows for key, n in row.items() if key != "none")
+    return responses + int(snap.get("histograms", {}).get("ws_connecting", {}).get("count", 0))
+
+
+def zero_is_fine(threshold: Threshold) -> bool:
+    """Whether ``threshold`` says a run that completed nothing may pass (it holds at a zero count)."""
+    return (threshold.metric in ZERO_IS_FINE_METRICS and threshold.stat == Stat.COUNT
+            and COMPARE[threshold.op](0.0, threshold.limit()))
+
+
+def no_data(thresholds: Sequence[Threshold], snap: dict[str, Any]) -> bool:
+    """Whether a finished run must fail as NoData: thresholds to judge, nothing completed, no opt-out."""
+    return bool(thresholds) and completed(snap) == 0 and not any(zero_is_fine(t) for t in thresholds)
 
 
 def describe(result: ThresholdResult) -> str:

@@ -378,6 +378,8 @@ def verdict_of(result: Result) -> Verdict | None:
         return Verdict.ERRORED
     if result.verdict is RunVerdict.FAILED and result.aborted:
         return Verdict.ABORTED
+    if result.verdict is RunVerdict.FAILED and result.no_data:
+        return Verdict.NO_DATA
     return Verdict.COMPLETED
 
 

@@ -16,6 +16,7 @@ Phase, by precedence (the first rule that applies wins)::
     verdict Errored ............................. Errored
     verdict Stopped ............................. Stopped
     verdict Aborted (abortOnFail) ............... Failed
+    verdict NoData (thresholds, nothing done) ... Failed
     verdict Completed ........................... Passed if every threshold holds, else Failed
     (a worker failure while the coordinator still winds down shows as Stopping until its verdict)
     stop requested .............................. Stopping
@@ -76,6 +77,9 @@ class Verdict(StrEnum):
     """Load ran for its duration; thresholds decide Passed or Failed."""
     ABORTED = "Aborted"
     """An abortOnFail threshold failed; the test stopped early and is Failed."""
+    NO_DATA = "NoData"
+    """Load ran for its duration but no request got a response and no WebSocket handshake completed,
+    while the spec has thresholds (and none says zero is fine): Failed, never Passed."""
     STOPPED = "Stopped"
     """``spec.stop`` (or the test's deletion) stopped it; Stopped with a partial summary."""
     ERRORED = "Errored"
@@ -372,7 +376,7 @@ def compute(observed: Observed, previous: LoadTestStatus | None = None) -> LoadT
         phase = LoadTestPhase.ERRORED
     elif verdict is Verdict.STOPPED:
         phase = LoadTestPhase.STOPPED
-    elif verdict is Verdict.ABORTED:
+    elif verdict in (Verdict.ABORTED, Verdict.NO_DATA):
         phase = LoadTestPhase.FAILED
     elif verdict is Verdict.COMPLETED:
         phase = LoadTestPhase.PASSED if thresholds_ok else LoadTestPhase.FAILED
@@ -446,18 +450,24 @@ def compute(observed: Observed, previous: LoadTestStatus | None = None) -> LoadT
         reason = {
             Verdict.COMPLETED: R.RAN_TO_COMPLETION, Verdict.STOPPED: R.STOPPED_BY_USER,
             Verdict.ABORTED: R.ABORTED_ON_THRESHOLD, Verdict.ERRORED: R.COORDINATION_FAILED,
+            Verdict.NO_DATA: R.NO_DATA,
         }[verdict or Verdict.ERRORED]
         message = observed.verdict_message or {
             R.RAN_TO_COMPLETION: "The test ran for its whole duration.",
             R.STOPPED_BY_USER: "spec.stop was set; the summary covers the run until then.",
             R.ABORTED_ON_THRESHOLD: "An abortOnFail threshold failed, so the test stopped early.",
             R.COORDINATION_FAILED: "The operator could not run the test to its end.",
+            R.NO_DATA: "No request got a response and no WebSocket handshake completed.",
         }[reason]
         conditions.append(cond(C.COMPLETED, T, reason, message))
 
     failing = [t for t in thresholds if not t.ok]
     if spec is not None and not spec.thresholds:
         conditions.append(cond(C.THRESHOLDS_PASSED, T, R.NO_THRESHOLDS, "The spec sets no thresholds."))
+    elif verdict is Verdict.NO_DATA and final:
+        conditions.append(cond(C.THRESHOLDS_PASSED, F, R.NO_DATA,
+                               "Nothing completed, so no threshold can be judged; a threshold like "
+                               "http_reqs count < 1 allows this."))
     elif failing:
         conditions.append(cond(C.THRESHOLDS_PASSED, F, R.THRESHOLD_FAILED,
                                "; ".join(_threshold_text(t) for t in failing) + "."))
