@@ -83,6 +83,17 @@ async def test_a_websocket_handshake_never_answered_times_out(silent_server: Sil
     assert snap["histograms"]["ws_connecting"]["count"] == 0
 
 
+async def test_the_default_open_pool_rides_out_over_a_second_of_latency_without_dropping(
+    target_server: TargetServer,
+) -> None:
+    # 20 arrivals/s, each 1.5 s long: 30 in flight; a pool of one second's arrivals (20) dropped ~10
+    spec = spec_of(target_server.url, virtualUsers=None, arrivalRate=20, duration="2s", gracefulStop="3s",
+                   scenarios=[{"name": "browse", "requests": [{"path": "/slow?ms=1500"}]}])
+    stats = await run(spec)
+    assert stats.dropped_iterations == 0 and stats.virtual_users_peak >= 25
+    assert stats.http_reqs_total() == target_server.requests["/slow"] == 40 and stats.errors_total() == 0
+
+
 async def test_failed_connects_back_off_and_each_attempt_is_an_error(refused_url: str) -> None:
     stats = await run(spec_of(refused_url, virtualUsers=2, duration="1s", gracefulStop="0s"))
     attempts = stats.http_reqs_total()

@@ -140,3 +140,15 @@ def test_the_share_carries_durations_in_seconds() -> None:
     assert share.graceful_stop_seconds == 1.5
     assert share.virtual_users == (2,)
     assert share.scenarios == ("browse",)
+
+
+def test_the_default_open_pool_is_two_seconds_of_the_peak_rate_capped() -> None:
+    assert spec_of(arrivalRate=100).peak_virtual_users() == 200
+    ramp = spec_of(arrivalRate=10, stages=[{"duration": "2s", "target": 30}], duration="4s")
+    assert ramp.peak_virtual_users() == 60
+    assert spec_of(arrivalRate=1_000_000).peak_virtual_users() == 100_000
+    assert spec_of(arrivalRate=100, maxVirtualUsers=7).peak_virtual_users() == 7
+    # fan-out follows the rate, not the mostly idle pool
+    assert spec_of(arrivalRate=1500).worker_count() == 2
+    assert spec_of(arrivalRate=1500, maxVirtualUsers=5000).worker_count() == 5
+    assert sum(worker_share(spec_of(arrivalRate=1500), i, 2).max_virtual_users for i in range(2)) == 3000

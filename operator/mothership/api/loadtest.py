@@ -567,6 +567,12 @@ def _spec_schema(schema: dict[str, Any]) -> None:
         *_LOADTEST_RULES, {"rule": immutable_rule(fields), "message": IMMUTABLE_MESSAGE}]
 
 
+OPEN_POOL_SECONDS = 2.0
+"""The open model's default pool: this many seconds of the peak arrival rate (maxVirtualUsers unset)."""
+OPEN_POOL_CAP = 100_000
+"""The open model's default pool is never larger than this; set maxVirtualUsers for more."""
+
+
 class LoadTestSpec(Model):
     """A distributed HTTP + WebSocket load test."""
 
@@ -584,7 +590,9 @@ class LoadTestSpec(Model):
     arrival_rate: float | None = Field(default=None, ge=0, le=10_000_000)
     """Open model: start this many iterations per second regardless of how slow the target gets."""
     max_virtual_users: int | None = Field(default=None, ge=1, le=10_000_000)
-    """Open model: most iterations in flight at once; arrivals beyond it are dropped and counted."""
+    """Open model: most iterations in flight at once; arrivals beyond it are dropped and counted in
+    droppedIterations. Default: the peak arrival rate x 2 s (so 1 s of latency drops nothing),
+    at most 100000."""
     stages: list[Stage] = Field(default=[], max_length=100)
     """Ramp: each stage moves virtual users (closed) or the arrival rate (open) linearly to its target."""
     duration: Annotated[Duration | None, Field(json_schema_extra={"x-kubernetes-validations": [
@@ -654,13 +662,24 @@ class LoadTestSpec(Model):
             return parse_duration(self.duration)
         return sum(parse_duration(s.duration) for s in self.stages)
 
+    def peak_arrival_rate(self) -> float:
+        """Open model: the highest arrival rate of the profile, per second (0 for a closed model)."""
+        if not self.is_open:
+            return 0.0
+        return max([self.arrival_rate or 0.0, *(s.target for s in self.stages)])
+
     def peak_virtual_users(self) -> int:
-        """Most virtual users the closed model reaches (for the open model: maxVirtualUsers or a guess)."""
+        """Most virtual users in flight: the closed model's peak, or the open model's pool.
+
+        The open model's pool is ``maxVirtualUsers``, else ``OPEN_POOL_SECONDS``
+        of the peak arrival rate capped at ``OPEN_POOL_CAP``: enough that a
+        second of latency drops no arrival, bounded so a typo in the rate cannot
+        allocate millions of virtual users.
+        """
         if self.is_open:
             if self.max_virtual_users is not None:
                 return self.max_virtual_users
-            peak_rate = max([self.arrival_rate or 0.0, *(s.target for s in self.stages)])
-            return max(1, math.ceil(peak_rate))  # one in flight per arrival-second by default
+            return max(1, min(math.ceil(self.peak_arrival_rate() * OPEN_POOL_SECONDS), OPEN_POOL_CAP))
         return max([self.virtual_users or 0, *(s.target for s in self.stages), 1])
 
     def capacity_problem(self, workers: int | None = None) -> str | None:
@@ -690,10 +709,18 @@ class LoadTestSpec(Model):
                 f"{capacity}: {fix}")
 
     def worker_count(self) -> int:
-        """Workers to fan out to: ``workers``, or enough for the peak at virtualUsersPerWorker."""
+        """Workers to fan out to: ``workers``, or enough for the peak at virtualUsersPerWorker.
+
+        An open model without ``maxVirtualUsers`` fans out by its peak arrival
+        rate (one worker per virtualUsersPerWorker arrivals/s), not by its
+        default pool, which is mostly idle while the target keeps up.
+        """
         if self.workers is not None:
             return self.workers
-        return max(1, math.ceil(self.peak_virtual_users() / self.virtual_users_per_worker))
+        basis = self.peak_virtual_users()
+        if self.is_open and self.max_virtual_users is None:
+            basis = max(1, math.ceil(self.peak_arrival_rate()))
+        return max(1, math.ceil(basis / self.virtual_users_per_worker))
 
 
 # --- status -----------------------------------------------------------------

@@ -11,12 +11,21 @@ queueing.
 Open model (``arrivalRate`` with stages): iterations start on a fixed
 schedule whatever the target does (``WorkerShare.arrivals``: this worker's
 stripe of the global schedule). Each arrival takes an idle virtual user from
-a bounded pool of ``maxVirtualUsers`` (this worker's share); when all are busy
-the arrival is not queued but counted in ``dropped_iterations``. **Latency is
-measured from the scheduled arrival time, not from when the request was
-finally written**, so coordinated omission cannot hide queueing: if the event
-loop or the pool falls behind, the delay shows up in ``http_req_duration``
-instead of silently lowering the request rate.
+a bounded pool (this worker's share of ``maxVirtualUsers``; by default the
+peak arrival rate x 2 s, at most 100,000: ``LoadTestSpec.peak_virtual_users``).
+When every virtual user is busy, the arrival is **dropped**: it is not queued
+and never sent, only counted in ``dropped_iterations``. So a target slower
+than ``pool / rate`` seconds gets fewer requests than the rate asks, and the
+latencies describe only the iterations that ran: dropped arrivals would have
+waited longest. That is why ``dropped_iterations`` is shown in the live view,
+the summary, the status and on the verdict line, and can be thresholded
+(``{metric: dropped_iterations, stat: count, lt: 1}``).
+
+Latency of the iterations that run is measured from their scheduled arrival
+time, not from when the request was finally written (a timer firing a little
+early is clamped to the actual send, so no latency is negative): if the event
+loop falls behind, the delay shows up in ``http_req_duration`` instead of
+silently lowering the request rate.
 
 Time is read from the engine's clock (``Context.now``) and waited on with the
 loop's timers, so looptime can run a 60-second model in milliseconds.
