@@ -65,7 +65,8 @@ def largest_loadtest_spec(url: str | None = None, scenarios: int = 20) -> dict[s
         "stages": [{"duration": _DURATION, "target": 10_000_000}] * 100,
         "duration": _DURATION, "gracefulStop": _DURATION,
         "workers": 1000, "virtualUsersPerWorker": 100_000,
-        "thresholds": [{"metric": "http_req_duration", "stat": "p999", "lt": _DURATION, "abortOnFail": True}]
+        "thresholds": [{"metric": "http_req_duration", "stat": "p999", "lt": _DURATION, "abortOnFail": True,
+                        "delayAbortEval": _DURATION}]
         * 50,
         "toleratedWorkerFailures": 1000, "stop": False, "ttlSecondsAfterFinished": 31_536_000,
         "image": "i" * 512, "resources": {"cpu": _QUANTITY, "memory": _QUANTITY}, "spreadWorkers": True,
