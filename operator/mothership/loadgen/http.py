@@ -15,6 +15,7 @@ Errors are sorted into ``api.vocabulary.ErrorClass``::
     reset or EOF before the response was complete ......... closed
     malformed response (llhttp refused it) ................ protocol
     a status not in the request's expectStatus ............ status
+    still unanswered when the engine ends the run ......... interrupted
 
 A request that finds its reused keep-alive connection closed by the server
 before any response byte is retried once on a new connection, like browsers
