@@ -102,6 +102,16 @@ async def test_failed_connects_back_off_and_each_attempt_is_an_error(refused_url
     assert stats.snapshot()["errors"] == {"browse": {ErrorClass.CONNECT.value: attempts}}
 
 
+async def test_failed_websocket_handshakes_back_off_too(refused_url: str) -> None:
+    stats = await run(spec_of(refused_url, virtualUsers=2, duration="1s", gracefulStop="0s",
+                              scenarios=[{"name": "chat", "websocket": {"path": "/ws"}}]))
+    snap = stats.snapshot()
+    sessions = snap["counters"]["ws_sessions"]
+    assert 2 * 3 <= sessions <= 2 * 9
+    assert snap["counters"]["ws_handshake_failures"] == sessions
+    assert snap["errors"] == {"chat": {"connect": sessions}}
+
+
 async def test_a_successful_connect_resets_the_backoff(target_server: TargetServer) -> None:
     loop = asyncio.get_running_loop()
     stats = Stats(["s"])

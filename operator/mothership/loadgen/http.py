@@ -62,6 +62,17 @@ CONNECT_BACKOFF_MAX = 0.5
 """The longest pause after failed connects: a closed port costs each virtual user at most ~2-4 attempts/s."""
 
 
+def connect_backoff(previous: float) -> tuple[float, float]:
+    """After a failed connect: the new backoff (first, then doubling, bounded) and a jittered pause.
+
+    ``previous`` is the backoff after the last failure in a row (0 for none).
+    The pause is drawn uniformly from half to all of the backoff, so virtual
+    users that failed together do not retry together.
+    """
+    backoff = min(previous * 2, CONNECT_BACKOFF_MAX) or CONNECT_BACKOFF_FIRST
+    return backoff, backoff * (0.5 + 0.5 * random.random())
+
+
 @dataclass(frozen=True)
 class Target:
     """Where requests go, parsed once from the spec's target URL."""
@@ -334,9 +345,8 @@ class HttpClient:
         except (OSError, ssl.SSLError, ssl.CertificateError):
             self._connect_task = None
             if self._inflight:
-                backoff = min(self._backoff * 2, CONNECT_BACKOFF_MAX) or CONNECT_BACKOFF_FIRST
-                self._backoff = backoff
-                self._fail(ErrorClass.CONNECT, backoff * (0.5 + 0.5 * random.random()))
+                self._backoff, pause = connect_backoff(self._backoff)
+                self._fail(ErrorClass.CONNECT, pause)
             return
         self._connect_task = None
         self._backoff = 0.0

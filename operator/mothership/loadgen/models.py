@@ -40,7 +40,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .http import HttpClient, PreparedRequest, Target
+from .http import HttpClient, PreparedRequest, Target, connect_backoff
 from .plan import WorkerShare
 from .stats import Stats
 from .ws import PreparedSession, StopSignal, WsSession
@@ -72,8 +72,8 @@ class VirtualUser:
     survive across iterations.
     """
 
-    __slots__ = ("_clients", "_on_done", "_repeat", "_scenario", "_scheduled", "_task", "busy", "ctx",
-                 "slot")
+    __slots__ = ("_clients", "_on_done", "_pause", "_repeat", "_scenario", "_scheduled", "_session", "_task",
+                 "_ws_backoff", "busy", "ctx", "slot")
 
     def __init__(self, ctx: Context, slot: int = 0) -> None:
         self.ctx = ctx
@@ -87,6 +87,10 @@ class VirtualUser:
         self._scheduled = 0.0
         self._repeat: Callable[[float], bool] | None = None
         """The closed model's keep-going predicate for this virtual user (made once)."""
+        self._session: WsSession | None = None
+        self._ws_backoff = 0.0
+        """Like HttpClient's connect backoff, for WebSocket handshakes that failed in a row."""
+        self._pause: asyncio.TimerHandle | None = None
 
     def iterate(self, scenario: int, scheduled: float, on_done: Callable[[VirtualUser], None],
                 repeat: Callable[[float], bool] | None = None) -> None:
@@ -113,7 +117,7 @@ class VirtualUser:
         ctx = self.ctx
         session = ctx.sessions[self._scenario]
         if session is not None and not ctx.stopping.is_set():
-            ws = WsSession(session, self._scenario, ctx.stats, ctx.now, ctx.stopping)
+            ws = self._session = WsSession(session, self._scenario, ctx.stats, ctx.now, ctx.stopping)
             self._task = ctx.loop.create_task(ws.run())
             self._task.add_done_callback(self._after_ws)
         else:
@@ -121,11 +125,20 @@ class VirtualUser:
 
     def _after_ws(self, task: asyncio.Task[None]) -> None:
         self._task = None
+        session, self._session = self._session, None
         if not task.cancelled():
             task.exception()  # retrieve it; a failed session was already counted
+            if session is not None and session.transport is None and session.errored:
+                # the handshake failed (refused, rejected, timed out): pause before the next
+                # iteration, as HttpClient does after a failed connect (each attempt counted)
+                self._ws_backoff, pause = connect_backoff(self._ws_backoff)
+                self._pause = self.ctx.loop.call_later(pause, self._done)
+                return
+            self._ws_backoff = 0.0
             self._done()
 
     def _done(self) -> None:
+        self._pause = None
         self.busy = False
         on_done = self._on_done
         if on_done is not None:
@@ -138,6 +151,9 @@ class VirtualUser:
         a pending WebSocket handshake records it when its cancelled task runs.
         """
         self._on_done = None
+        if self._pause is not None:
+            self._pause.cancel()
+            self._pause = None
         for client in self._clients.values():
             client.close()
         task, self._task = self._task, None
