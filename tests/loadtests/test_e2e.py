@@ -179,6 +179,34 @@ async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_k
     assert kept["summary"]["requests"] == status["summary"]["requests"] > 0
 
 
+async def test_a_target_too_slow_to_answer_within_the_run_fails_as_no_data(
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    """/slow?ms=9000 under the default 10 s timeout: nothing completes, every request is interrupted."""
+    ns = tenant_namespace
+    await api.apply(loadtest(
+        "hung", ns, target.url, scenarios=[{"name": "slow", "requests": [{"path": "/slow?ms=9000"}]}],
+        gracefulStop="500ms", thresholds=[{"metric": "http_req_duration", "stat": "p95", "lt": "20s"}]))
+    waiter = wait_command(cluster, ns, "hung")
+    status = await until_phase(api, ns, "hung", *FINAL)
+    assert status["phase"] == "Failed", status
+    completed = condition(status, "Completed")
+    assert (completed["status"], completed["reason"]) == ("True", "NoData")
+    assert completed["message"].startswith("NoData: no HTTP request got a response")
+    assert condition(status, "ThresholdsPassed")["reason"] == "NoData"
+    summary = status["summary"]
+    assert summary["requests"] == summary["errors"] == 2 and summary["errorsByClass"] == {"interrupted": 2}
+    code, out = await exit_code(waiter)
+    assert code == 1, out
+
+    async def event() -> bool:
+        events = await api.list("Event", ns)
+        return any("NoData" in (e.get("message") or "") and e["involvedObject"]["name"] == "hung"
+                   for e in events)
+
+    await wait_until(event, timeout=5, what="an Event saying NoData")
+
+
 async def test_stop_true_ends_stopped_with_a_partial_summary(
         cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
