@@ -428,7 +428,9 @@ class WsSession:
                 p.connect_timeout + 0.5)
         except asyncio.CancelledError:
             # the run ended (duration + gracefulStop) with the handshake unanswered: a failure
-            self._fail_handshake(ErrorClass.INTERRUPTED)
+            # (recorded here, not by _fail_handshake: the cancellation re-raised keeps its traceback)
+            self.errored = True
+            stats.ws_handshake_failed(self.si, ErrorClass.INTERRUPTED)
             raise
         except TimeoutError as exc:
             self._fail_handshake(ErrorClass.TIMEOUT, exc)
