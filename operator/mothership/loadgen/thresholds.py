@@ -96,7 +96,7 @@ ZERO_IS_FINE_METRICS = ("http_reqs", "ws_sessions")
 def completed(snap: dict[str, Any]) -> int:
     """Requests that got a response (any status) plus WebSocket handshakes that completed."""
     rows = snap.get("http_reqs", {}).values()
-    responses = sum(n for row in rows for key, n in row.items() if key != "none")
+    responses = sum(int(n) for row in rows for key, n in row.items() if key != "none")
     return responses + int(snap.get("histograms", {}).get("ws_connecting", {}).get("count", 0))
 
 
