@@ -29,6 +29,14 @@ from mothership.loadgen.stats import (
 
 SCENARIOS = ["browse", "chat"]
 
+def row_histograms(s: Stats, *skip: str) -> list[Histogram]:
+    """The histograms a Stats records into (its rows'); its totals are merges of them."""
+    out = [h for h in s.durations if h is not None and "http_req_duration" not in skip]
+    for ws in s.ws_rows.values():
+        out += [getattr(ws, n) for n in ("ws_connecting", "ws_msg_latency") if n not in skip]
+    return out
+
+
 
 def busy_stats(seed: int, n: int = 200) -> Stats:
     rng = random.Random(seed)
@@ -142,9 +150,12 @@ def histograms_of(snap: dict[str, object]) -> dict[str, Histogram]:
 
 def same_snapshot(a: dict[str, object], b: dict[str, object]) -> bool:
     """Equal snapshots, histogram sums compared as Histogram.__eq__ does (float sums depend on order)."""
-    rest = ("histograms",)
+    rest = ("histograms", "rows")
+    rows_a, rows_b = a.get("rows", []), b.get("rows", [])
     return histograms_of(a) == histograms_of(b) and (
-        {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest})
+        {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest}) and (
+        len(rows_a) == len(rows_b)) and all(  # type: ignore[arg-type]
+        same_snapshot(x, y) for x, y in zip(rows_a, rows_b, strict=True))  # type: ignore[call-overload]
 
 
 COARSER = st.sampled_from(SUB_LEVELS[1:])
@@ -231,12 +242,15 @@ def test_coarsen_step_coarsens_the_longest_run_first_until_all_are_coarsest(heav
     first = steps[1]["histograms"]  # type: ignore[index]
     assert first[longest]["layout"] == layout_of(32)
     assert all(first[n]["layout"] == LAYOUT for n in runs if n != longest)
-    assert len(steps) == 1 + len(HISTOGRAMS) * (len(SUB_LEVELS) - 1)
+    totals_done = 1 + len(HISTOGRAMS) * (len(SUB_LEVELS) - 1)
+    assert len(steps) == totals_done + len(SUB_LEVELS) - 1  # then the rows, a level at a time
+    assert steps[totals_done - 1]["rows"] == heavy["rows"]
     last = steps[-1]
     assert last["layout"] == layout_of(8)
     assert histograms_of(last) == {n: h.coarsened(8) for n, h in histograms_of(heavy).items()}
-    assert {k: v for k, v in last.items() if k not in ("histograms", "layout")} == {
-        k: v for k, v in heavy.items() if k not in ("histograms", "layout")}
+    assert last["rows"] == coarsen_snapshot(heavy, 8)["rows"]
+    assert {k: v for k, v in last.items() if k not in ("histograms", "layout", "rows")} == {
+        k: v for k, v in heavy.items() if k not in ("histograms", "layout", "rows")}
 
 
 def test_a_coarse_snapshot_compacts_smaller_and_round_trips_exactly(heavy: dict[str, object]) -> None:
@@ -317,7 +331,7 @@ def heavy_snapshot() -> dict[str, object]:
         s.ws_session_started(4)
         s.ws_connected(lognorm(-5, 0.8))
         s.ws_sent(64)
-    for h in (s.http_req_duration, s.ws_msg_latency):
+    for h in row_histograms(s, "ws_connecting"):
         h.counts = [4 * c for c in h.counts]
         h.count *= 4
     for c in ErrorClass:
@@ -334,7 +348,7 @@ def heavy() -> dict[str, object]:
 
 
 def test_a_heavy_snapshot_fits_in_a_termination_message(heavy: dict[str, object]) -> None:
-    text = compact(heavy)
+    text = compact({**heavy, "rows": []})  # the totals; worker.envelope drops rows that do not fit
     assert text.isascii()
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert len(heavy["histograms"]["http_req_duration"]["counts"]) > 1000  # type: ignore[index]

@@ -858,6 +858,37 @@ class Summary(Model):
     """Open-model arrivals dropped because maxVirtualUsers were busy."""
 
 
+class RequestStats(Model):
+    """One row of the per-request table: an HTTP request name of a scenario, or a WebSocket scenario.
+
+    Requests of one scenario that share a ``name`` (default ``METHOD path``) share a row; a
+    WebSocket scenario's row is named ``WS path``. Counts are exact, merged across workers.
+    """
+
+    scenario: str
+    """The scenario's name."""
+    name: str
+    """The request's ``name`` (default ``METHOD path``), or ``WS path`` for a WebSocket session."""
+    protocol: str = "http"
+    """http, or ws for a WebSocket scenario's row."""
+    requests: int = 0
+    """HTTP requests made, successful or not (ws: sessions started)."""
+    rps: float = 0.0
+    """requests per second over the run."""
+    errors: int = 0
+    """Failed requests (ws: failed sessions)."""
+    error_rate: float = 0.0
+    """errors / requests, 0..1."""
+    errors_by_class: dict[str, int] = {}
+    """Errors by class, as in the summary."""
+    duration: Percentiles = Percentiles()
+    """Latency in milliseconds: http_req_duration (ws: ws_msg_latency, the message round trip)."""
+    messages_sent: int = 0
+    """WebSocket messages sent (ws rows only)."""
+    messages_received: int = 0
+    """WebSocket messages received (ws rows only)."""
+
+
 class ThresholdResult(Model):
     metric: str
     stat: str

@@ -44,7 +44,7 @@ from .histogram import _SHIFT, _TWICE_SUB
 from .histogram import BUCKETS as _BUCKETS
 from .histogram import LOWEST as _LOWEST
 from .histogram import SUB_BUCKETS as _SUB
-from .stats import STATUS_CLASSES, Stats
+from .stats import Stats, request_name
 
 _frexp = math.frexp
 _int = int
@@ -104,12 +104,17 @@ class PreparedRequest:
     head: bool
     """A HEAD request: the response has headers only."""
     name: str
+    """The row name in results: the spec's ``name``, else ``METHOD path`` (``stats.request_name``)."""
     size: int
     """len(data): bytes written per request."""
+    row: int = 0
+    """The Stats row this request records into (``Stats.row``)."""
 
 
-def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
+def prepare(target: Target, request: HttpRequest, row: int = 0) -> PreparedRequest:
     """Encode ``request`` for ``target``: request line, Host, headers, Content-Length, body.
+
+    ``row`` is the Stats row it records into (``Stats.row`` of its scenario and name).
 
     The model has already refused what could break the head's framing (CR, LF
     and other control characters, non-token header names, non-ASCII header
@@ -134,8 +139,9 @@ def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
         timeout=parse_duration(request.timeout),
         think_time=parse_duration(request.think_time) if request.think_time else 0.0,
         head=request.method == "HEAD",
-        name=request.name or f"{request.method} {request.path}",
+        name=request_name(request.method, request.path, request.name),
         size=len(data),
+        row=row,
     )
 
 
@@ -227,8 +233,7 @@ class HttpClient:
         self._target = target
         self._requests = requests
         self._n = len(requests)
-        self._stats_base = scenario_index * len(STATUS_CLASSES)
-        self._latency = stats.http_req_duration
+        self._durations = stats.durations
         self._protocol = _HeadConnection if any(r.head for r in requests) else _Connection
         self._si = scenario_index
         self._stats = stats
@@ -366,11 +371,12 @@ class HttpClient:
         # Inlined Stats.http and Histogram.record: the calls cost more than the
         # work here (bench/http_rps.py; numbers in the commit that added this).
         stats = self._stats
-        stats.http_counts[self._stats_base + (status // 100 if 100 <= status < 600 else 0)] += 1
+        row = req.row
+        stats.http_counts[row * 6 + (status // 100 if 100 <= status < 600 else 0)] += 1
         stats.http_bytes_sent += req.size
         stats.http_bytes_received += self._rx
         lat = t - self._sent_at
-        h = self._latency
+        h = self._durations[row]
         h.count += 1
         h.sum += lat
         if lat < h._min:
@@ -387,7 +393,7 @@ class HttpClient:
         else:
             h.underflow += 1
         if status not in req.expect:
-            stats.error(self._si, ErrorClass.STATUS)
+            stats.error(row, ErrorClass.STATUS)
         self._on_conn += 1
         if req.head:  # llhttp cannot be told a response has no body: start afresh
             conn.parser = httptools.HttpResponseParser(conn)
@@ -416,7 +422,7 @@ class HttpClient:
     def _fail(self, error_class: ErrorClass) -> None:
         self._inflight = False
         t = self._now()
-        self._stats.error(self._si, error_class, t - self._sent_at)
+        self._stats.error(self._req.row, error_class, t - self._sent_at)
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
             conn.transport.abort()
