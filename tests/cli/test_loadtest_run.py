@@ -134,6 +134,27 @@ def test_out_has_a_row_per_request_and_per_websocket_scenario_matching_the_targe
     assert f"{summary['requests']:,} HTTP requests" in target
 
 
+def test_a_scoped_threshold_judges_only_its_request_or_scenario(tmp_path: Path) -> None:
+    """A slow request fails its own p95 while the fast one and the whole-run error rate pass."""
+    spec = write_spec(tmp_path, scenarios=[
+        {"name": "shop", "requests": [{"path": "/api/items", "name": "list", "thinkTime": "10ms"},
+                                      {"path": "/slow?ms=30", "name": "slow"}]},
+        {"name": "broken", "weight": 1, "requests": [{"path": "/status/500", "thinkTime": "10ms"}]},
+    ], thresholds=[
+        {"metric": "http_req_duration", "stat": "p95", "lt": "25ms", "request": "list"},
+        {"metric": "http_req_duration", "stat": "p95", "lt": "25ms", "request": "slow"},
+        {"metric": "errors", "stat": "rate", "lt": "1%", "scenario": "shop"},
+        {"metric": "errors", "stat": "rate", "gt": "99%", "scenario": "broken"},
+    ])
+    out = tmp_path / "summary.json"
+    result = run("-f", str(spec), "--demo-target", "--workers", "2", "--no-live", "--out", str(out))
+    assert result.exit_code == 1, result.output
+    thresholds = json.loads(out.read_text())["thresholds"]
+    verdicts = [(t.get("request") or t.get("scenario"), t["ok"]) for t in thresholds]
+    assert verdicts == [("list", True), ("slow", False), ("shop", True), ("broken", True)]
+    assert "1 of 4 thresholds failed: http_req_duration{request:slow} p95" in result.stdout
+
+
 def test_a_failing_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, thresholds=[
         {"metric": "http_req_duration", "stat": "max", "lt": "1ms"}],

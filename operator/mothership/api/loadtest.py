@@ -377,6 +377,21 @@ Limit = Annotated[
 """A threshold bound: ``200ms``, ``1%``, ``"0.01"`` or ``1000``."""
 
 
+REQUEST_SCOPED_METRICS: tuple[str, ...] = ("http_reqs", "errors", "http_req_duration")
+"""Metrics a threshold may scope to one ``request`` (they are kept per request row)."""
+SCENARIO_SCOPED_METRICS: tuple[str, ...] = (
+    *REQUEST_SCOPED_METRICS, "ws_sessions", "ws_connecting", "ws_handshake_failures", "ws_abnormal_closures",
+    "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received", "ws_msg_latency")
+"""Metrics a threshold may scope to one ``scenario`` (kept per request row or WebSocket scenario)."""
+
+_THRESHOLD_RULES.extend([
+    {"rule": f"!has(self.scenario) || self.metric in {_cel_list(list(SCENARIO_SCOPED_METRICS))}",
+     "message": "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)},
+    {"rule": f"!has(self.request) || self.metric in {_cel_list(list(REQUEST_SCOPED_METRICS))}",
+     "message": "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"},
+])
+
+
 class Threshold(Model):
     """A pass/fail rule on the merged results, e.g. p95 of http_req_duration < 200ms."""
 
@@ -396,6 +411,12 @@ class Threshold(Model):
     """Pass while the stat is at least this value."""
     abort_on_fail: bool = False
     """Stop the whole test as soon as this threshold fails."""
+    scenario: DnsLabel | None = None
+    """Judge only this scenario's requests and sessions (a name in ``scenarios``), k6-style."""
+    request: str | None = Field(default=None, max_length=63)
+    """Judge only the requests of this name (a request's ``name``, or ``METHOD path`` when it has
+    none), in every scenario or in ``scenario``: e.g. ``{metric: http_req_duration, stat: p95, lt:
+    300ms, request: add-item}``."""
 
     @field_validator("metric")
     @classmethod
@@ -412,6 +433,11 @@ class Threshold(Model):
             raise ValueError(
                 f"stat does not apply to this metric: {self.metric} takes {allowed}, not {self.stat.value}"
             )
+        if self.scenario is not None and self.metric not in SCENARIO_SCOPED_METRICS:
+            raise ValueError(
+                "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS))
+        if self.request is not None and self.metric not in REQUEST_SCOPED_METRICS:
+            raise ValueError("request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only")
         ops = [(op, v) for op, v in self.comparisons() if v is not None]
         if len(ops) != 1:
             raise ValueError("set exactly one of lt, lte, gt, gte")
@@ -540,6 +566,9 @@ _LOADTEST_RULES: list[JsonValue] = [
              f"self.stages.exists(s, !s.duration.matches('{_ZERO_CEL}'))",
      "message": "the stages must last more than 0s in all"},
     {"rule": _CAPACITY_RULE, "message": CAPACITY_MESSAGE},
+    {"rule": "!has(self.thresholds) || self.thresholds.all(t, !has(t.scenario) || "
+             "self.scenarios.exists(s, s.name == t.scenario))",
+     "message": "thresholds[].scenario must be the name of one of spec.scenarios"},
 ]
 
 MUTABLE_FIELDS = ("stop",)
@@ -636,7 +665,25 @@ class LoadTestSpec(Model):
             raise ValueError("the stages must last more than 0s in all")
         if problem := self.capacity_problem():
             raise ValueError(problem)
+        self._threshold_scopes()
         return self
+
+    def _threshold_scopes(self) -> None:
+        """A scoped threshold must name a scenario and a request that exist (else it could never fail)."""
+        names = {sc.name: sc for sc in self.scenarios}
+        for i, t in enumerate(self.thresholds):
+            if t.scenario is not None and t.scenario not in names:
+                raise ValueError(f"thresholds[{i}].scenario: no scenario named {t.scenario!r}; "
+                                 f"the scenarios are {', '.join(names)}")
+            if t.request is None:
+                continue
+            scope = [names[t.scenario]] if t.scenario is not None else self.scenarios
+            known = [r.name or f"{r.method} {r.path}" for sc in scope for r in sc.requests]
+            if t.request not in known:
+                where = f"scenario {t.scenario!r}" if t.scenario is not None else "the spec"
+                listed = ", ".join(dict.fromkeys(known)) or "none"
+                raise ValueError(f"thresholds[{i}].request: no request named {t.request!r} in {where}; "
+                                 f"the request names are {listed[:300]}")
 
     # --- derived values (pure) -------------------------------------------
 
@@ -892,6 +939,10 @@ class RequestStats(Model):
 class ThresholdResult(Model):
     metric: str
     stat: str
+    scenario: str | None = None
+    """The scenario it was scoped to, if any."""
+    request: str | None = None
+    """The request name it was scoped to, if any."""
     op: str
     """lt, lte, gt or gte."""
     limit: float

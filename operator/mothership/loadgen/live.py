@@ -25,7 +25,7 @@ from rich.text import Text
 from ..api.loadtest import LoadTestSpec, Percentiles, ThresholdResult
 from ..api.vocabulary import BY_NAME, Stat, Unit
 from .coordinator import Result, Verdict
-from .thresholds import SYMBOLS, can_recover
+from .thresholds import SYMBOLS, can_recover, scoped_name
 
 VERDICT_STYLE = {
     Verdict.PASSED: "bold green",
@@ -69,7 +69,7 @@ def format_threshold(result: ThresholdResult) -> str:
     """``http_req_duration p95 < 250ms: 12.3ms`` (plain text, no verdict mark)."""
     limit = format_threshold_value(result.metric, result.stat, result.limit)
     value = format_threshold_value(result.metric, result.stat, result.value)
-    return f"{result.metric} {result.stat} {SYMBOLS[result.op]} {limit}: {value}"
+    return f"{scoped_name(result)} {result.stat} {SYMBOLS[result.op]} {limit}: {value}"
 
 
 def format_thresholds(results: Iterable[ThresholdResult], *, final: bool) -> Table:

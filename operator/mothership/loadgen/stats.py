@@ -774,6 +774,29 @@ def summarize(snap: dict[str, Any], elapsed_seconds: float) -> Summary:
     )
 
 
+def scoped_snapshot(snap: dict[str, Any], scenario: str | None = None,
+                    request: str | None = None) -> dict[str, Any]:
+    """The snapshot of only the rows of ``scenario`` and/or HTTP ``request`` name (a scoped threshold's view).
+
+    Built by merging those rows as if each were a snapshot, so ``stat_value``
+    reads it like any other: http_reqs, errors and the histograms they carry
+    are exact for the scope; worker-wide metrics (gauges, data, dropped
+    iterations) are zero in it, and ``api.loadtest.Threshold`` refuses to
+    scope them.
+    """
+    parts = []
+    for row in snap.get("rows", ()):
+        if scenario is not None and row["scenario"] != scenario:
+            continue
+        if request is not None and (row["protocol"] != ROW_HTTP or row["name"] != request):
+            continue
+        parts.append({"layout": LAYOUT, "scenarios": [row["scenario"]],
+                      "http_reqs": {row["scenario"]: row.get("http_reqs", {})},
+                      "errors": {row["scenario"]: row.get("errors", {})},
+                      "counters": row.get("counters", {}), "histograms": row.get("histograms", {})})
+    return merge_snapshots(parts)
+
+
 def by_request(snap: dict[str, Any], elapsed_seconds: float) -> list[RequestStats]:
     """The per-request table of a (merged) snapshot, one RequestStats per row, in first-seen (spec) order."""
     out = []
