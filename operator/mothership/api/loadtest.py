@@ -969,6 +969,19 @@ class WorkerCounts(Model):
     """Each failed worker with its reason (e.g. OOMKilled, ImagePullBackOff, Error)."""
 
 
+STATUS_REQUEST_ROWS = 10
+"""Per-request rows kept in ``status.byRequest``: a status must stay small (it is patched every
+poll and read by every watcher); the whole table goes to the results ConfigMap."""
+
+
+def busiest(rows: list[RequestStats], limit: int) -> list[RequestStats]:
+    """The ``limit`` rows with the most requests, in their table order (ties: the earlier row)."""
+    if len(rows) <= limit:
+        return list(rows)
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i].requests, i))[:limit]
+    return [rows[i] for i in sorted(order)]
+
+
 class LoadTestStatus(Model):
     phase: LoadTestPhase = LoadTestPhase.PENDING
     """Pending, Starting, Running, Stopping, then Passed, Failed, Stopped or Errored."""
@@ -978,6 +991,11 @@ class LoadTestStatus(Model):
     completion_time: str | None = None
     workers: WorkerCounts = WorkerCounts()
     summary: Summary = Summary()
+    by_request: list[RequestStats] = Field(default=[], max_length=STATUS_REQUEST_ROWS)
+    """The busiest rows of the per-request table (at most 10, by requests, in table order); the whole
+    table is in the ConfigMap ``<name>-results`` (key ``results.json``)."""
+    by_request_rows: int = 0
+    """Rows in the whole per-request table."""
     thresholds: list[ThresholdResult] = []
     conditions: list[Condition] = CONDITIONS_FIELD
     observed_generation: int | None = None
