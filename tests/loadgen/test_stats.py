@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mothership.api.loadtest import Summary
+from mothership.api.loadtest import Summary, load_spec
 from mothership.api.vocabulary import METRICS, STATS_BY_KIND, ErrorClass, Stat
 from mothership.loadgen.histogram import LAYOUT, SUB_LEVELS, Histogram, LayoutMismatch, layout_of
 from mothership.loadgen.stats import (
     HISTOGRAMS,
     TERMINATION_MESSAGE_LIMIT,
     Stats,
+    by_request,
     coarsen_snapshot,
     coarsen_step,
     compact,
@@ -23,9 +24,11 @@ from mothership.loadgen.stats import (
     expand,
     histogram_quantile,
     merge_snapshots,
+    scoped_snapshot,
     stat_value,
     summarize,
 )
+from tests.conftest import LOADTEST_DOC
 
 SCENARIOS = ["browse", "chat"]
 
@@ -365,3 +368,69 @@ def test_compact_round_trips_exactly(heavy: dict[str, object]) -> None:
 def test_expand_refuses_text_that_is_not_a_compact_snapshot() -> None:
     with pytest.raises(ValueError):
         expand('{"requests": 1}')
+
+
+def rowed_stats(seed: int, n: int = 300) -> Stats:
+    """A Stats with rows, as the engine makes it: two named HTTP rows (one shared by two requests)
+    in one scenario, a WebSocket row in another."""
+    spec = load_spec({**LOADTEST_DOC, "spec": {**LOADTEST_DOC["spec"], "scenarios": [
+        {"name": "shop", "requests": [{"path": "/a", "name": "list"}, {"path": "/b"},
+                                      {"path": "/c", "name": "list"}]},
+        {"name": "chat", "websocket": {"path": "/ws"}}]}})
+    s = Stats.for_scenarios(spec.scenarios)
+    rng = random.Random(seed)
+    assert [r[1] for r in s.rows] == ["list", "GET /b", "WS /ws"]  # requests of one name share a row
+    for k in range(n):
+        row = rng.randrange(2)
+        s.http(row, rng.choice([200, 200, 503]), rng.lognormvariate(-4, 1), 80, 400)
+        if k % 17 == 0:
+            s.error(row, ErrorClass.TIMEOUT, 10.0)
+    ws = s.ws_for(1)
+    for _ in range(rng.randrange(1, 5)):
+        ws.ws_session_started(ws.row)
+        ws.ws_connected(rng.uniform(0.001, 0.01))
+        ws.ws_received(5, rng.uniform(0.0005, 0.002))
+    ws.ws_handshake_failed(ws.row, ErrorClass.CONNECT)
+    return s
+
+
+def test_rows_add_up_to_the_totals_and_merge_exactly_across_workers() -> None:
+    workers = [rowed_stats(seed) for seed in range(4)]
+    merged = merge_snapshots(w.snapshot() for w in workers)
+    rows = {(r["scenario"], r["name"]): r for r in merged["rows"]}
+    assert list(rows) == [("shop", "list"), ("shop", "GET /b"), ("chat", "WS /ws")]
+    for i, key in enumerate(rows):  # each merged row equals the merge of that row's histograms
+        expected = Histogram()
+        for w in workers:
+            expected.merge(w.durations[i] if w.durations[i] is not None else w.ws_rows[i].ws_msg_latency)
+        wire = rows[key]["histograms"]["ws_msg_latency" if key[0] == "chat" else "http_req_duration"]
+        assert Histogram.from_wire(wire) == expected
+    # totals: exactly the sums and merges of the rows
+    assert merged["http_reqs"]["shop"] == {
+        k: rows["shop", "list"]["http_reqs"].get(k, 0) + rows["shop", "GET /b"]["http_reqs"].get(k, 0)
+        for k in merged["http_reqs"]["shop"]}
+    assert sum(n for r in rows.values() for n in r["errors"].values()) == sum(
+        n for e in merged["errors"].values() for n in e.values())
+    total = Histogram.from_wire(rows["shop", "list"]["histograms"]["http_req_duration"])
+    total.merge(Histogram.from_wire(rows["shop", "GET /b"]["histograms"]["http_req_duration"]))
+    assert Histogram.from_wire(merged["histograms"]["http_req_duration"]) == total
+    assert rows["chat", "WS /ws"]["counters"]["ws_sessions"] == merged["counters"]["ws_sessions"]
+    # and the per-request table reads them
+    table = by_request(merged, 10.0)
+    assert [r.requests for r in table[:2]] == [sum(rows[k]["http_reqs"].values()) for k in list(rows)[:2]]
+    assert table[2].protocol == "ws" and table[2].errors == 4 and table[2].requests == merged[
+        "counters"]["ws_sessions"]
+
+
+def test_a_scoped_snapshot_sees_only_its_rows() -> None:
+    snap = merge_snapshots(rowed_stats(seed).snapshot() for seed in range(2))
+    rows = {r["name"]: r for r in snap["rows"]}
+    listed = scoped_snapshot(snap, request="list")
+    assert stat_value(listed, "http_reqs", Stat.COUNT, 1.0) == sum(rows["list"]["http_reqs"].values())
+    assert listed["histograms"]["http_req_duration"] == rows["list"]["histograms"]["http_req_duration"]
+    chat = scoped_snapshot(snap, scenario="chat")
+    assert stat_value(chat, "http_reqs", Stat.COUNT, 1.0) == 0
+    sessions = rows["WS /ws"]["counters"]["ws_sessions"]
+    assert stat_value(chat, "errors", Stat.RATE, 1.0) == 2 / sessions  # its handshake failures only
+    assert chat["histograms"]["ws_msg_latency"] == rows["WS /ws"]["histograms"]["ws_msg_latency"]
+    assert scoped_snapshot(snap, scenario="shop", request="WS /ws")["rows"] == []
