@@ -174,7 +174,9 @@ class HttpRequest(Model):
     request is built (``/café`` is sent as ``/caf%C3%A9``), and everything else, escapes included,
     is sent as written."""
     name: str | None = Field(default=None, max_length=63)
-    """Label for this request in results; defaults to the method and path."""
+    """This request's row in the results (``byRequest``), the ``name`` label of its Prometheus series
+    and what a threshold's ``request`` names; defaults to ``METHOD path``. Requests of a scenario
+    that share a name share a row."""
     headers: Headers = {}
     """Extra request headers, at most 64; one replaces the engine's Host, User-Agent or Accept of the
     same name (in any case). Names are RFC 9110 tokens (letters, digits and ``!#$%&'*+-.^_`|~``);

@@ -103,8 +103,8 @@ class StatsCollector(Collector):
         m = BY_NAME["http_req_duration"]
         hist = HistogramMetricFamily(m.prometheus, m.help, labels=row_names)
         for i, labels, protocol in rows:
-            h = stats.durations[i]
-            if protocol == ROW_HTTP and h is not None:
+            if protocol == ROW_HTTP:
+                h = stats.durations[i]
                 hist.add_metric(labels, histogram_buckets(h), sum_value=h.sum)
         yield hist
 

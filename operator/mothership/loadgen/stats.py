@@ -197,8 +197,8 @@ class Stats:
         """Requests by ``row * 6 + status // 100``."""
         self.error_counts: list[int] = []
         """Errors by ``row * len(ERROR_CLASSES) + ERROR_CLASSES.index(cls)``."""
-        self.durations: list[Histogram | None] = []
-        """http_req_duration by row (None for a WebSocket row)."""
+        self.durations: list[Histogram] = []
+        """http_req_duration by row (a WebSocket row's stays empty: its latencies are in its WsStats)."""
         self.ws_rows: dict[int, WsStats] = {}
         """WsStats by row index, WebSocket rows only."""
         self._ws_by_scenario: dict[int, WsStats] = {}
@@ -233,12 +233,10 @@ class Stats:
             self.rows.append(key)
             self.http_counts.extend([0] * _NSTATUS)
             self.error_counts.extend([0] * _NERR)
+            self.durations.append(Histogram())
             if protocol == ROW_WS:
-                self.durations.append(None)
                 self.ws_rows[index] = WsStats(self, index)
                 self._ws_by_scenario.setdefault(scenario_index, self.ws_rows[index])
-            else:
-                self.durations.append(Histogram())
         return index
 
     def ws_for(self, scenario_index: int, path: str = "/") -> WsStats:
@@ -253,7 +251,7 @@ class Stats:
     def http(self, row: int, status: int, seconds: float, sent: int, received: int) -> None:
         """A response arrived (any status 100..599) after ``seconds``; ``sent``/``received`` in bytes."""
         self.http_counts[row * 6 + status // 100] += 1
-        self.durations[row].record(seconds)  # type: ignore[union-attr]
+        self.durations[row].record(seconds)
         self.http_bytes_sent += sent
         self.http_bytes_received += received
 
@@ -262,7 +260,7 @@ class Stats:
         self.error_counts[row * _NERR + _ERR_INDEX[error_class]] += 1
         if seconds is not None:
             self.http_counts[row * _NSTATUS] += 1
-            self.durations[row].record(seconds)  # type: ignore[union-attr]
+            self.durations[row].record(seconds)
 
     # --- WebSocket (for callers without a WsStats: the scenario's first WebSocket row) ----
 
@@ -289,20 +287,40 @@ class Stats:
     # --- totals (sums and merges of the rows) -------------------------------
 
     def _ws_total(self, name: str) -> int:
-        return sum(getattr(ws, name) for ws in self.ws_rows.values())
+        return int(sum(getattr(ws, name) for ws in self.ws_rows.values()))
 
-    ws_sessions = property(lambda self: self._ws_total("ws_sessions"))
-    ws_handshake_failures = property(lambda self: self._ws_total("ws_handshake_failures"))
-    ws_abnormal_closures = property(lambda self: self._ws_total("ws_abnormal_closures"))
-    ws_msgs_sent = property(lambda self: self._ws_total("ws_msgs_sent"))
-    ws_msgs_received = property(lambda self: self._ws_total("ws_msgs_received"))
-    ws_bytes_sent = property(lambda self: self._ws_total("ws_bytes_sent"))
-    ws_bytes_received = property(lambda self: self._ws_total("ws_bytes_received"))
+    @property
+    def ws_sessions(self) -> int:
+        return self._ws_total("ws_sessions")
+
+    @property
+    def ws_handshake_failures(self) -> int:
+        return self._ws_total("ws_handshake_failures")
+
+    @property
+    def ws_abnormal_closures(self) -> int:
+        return self._ws_total("ws_abnormal_closures")
+
+    @property
+    def ws_msgs_sent(self) -> int:
+        return self._ws_total("ws_msgs_sent")
+
+    @property
+    def ws_msgs_received(self) -> int:
+        return self._ws_total("ws_msgs_received")
+
+    @property
+    def ws_bytes_sent(self) -> int:
+        return self._ws_total("ws_bytes_sent")
+
+    @property
+    def ws_bytes_received(self) -> int:
+        return self._ws_total("ws_bytes_received")
 
     @property
     def http_req_duration(self) -> Histogram:
         """All HTTP rows' latencies merged (a new Histogram: record into a row, not into this)."""
-        return _merged(h for h in self.durations if h is not None)
+        return _merged(self.durations)
 
     @property
     def ws_connecting(self) -> Histogram:
@@ -357,7 +375,7 @@ class Stats:
         if not any(row) and not any(erow) and not any(counters.values()):
             return None
         if ws is None:
-            histograms = {"http_req_duration": self.durations[index].to_wire()}  # type: ignore[union-attr]
+            histograms = {"http_req_duration": self.durations[index].to_wire()}
         else:
             histograms = {"ws_connecting": ws.ws_connecting.to_wire(),
                           "ws_msg_latency": ws.ws_msg_latency.to_wire()}
@@ -559,7 +577,7 @@ def merge_snapshots(snaps: Iterable[dict[str, Any]]) -> dict[str, Any]:
         row_sums = acc.pop("sums")
         acc["histograms"] = {name: w.wire() for name, w in row_sums.items()}
         merged_rows.append(acc)
-    out = {
+    out: dict[str, Any] = {
         "layout": _coarsest_layout(histograms),
         "scenarios": scenarios,
         "http_reqs": http_reqs,
