@@ -9,6 +9,7 @@ from rich.console import Console, RenderableType
 
 from mothership.api.loadtest import (
     Percentiles,
+    RequestStats,
     Summary,
     ThresholdResult,
     WebSocketSummary,
@@ -96,3 +97,28 @@ def test_values_are_shown_in_the_unit_a_person_reads() -> None:
     assert format_threshold_value("http_reqs", "rate", 99.5) == "99.5/s"
     assert format_threshold_value("ws_msgs_sent", "count", 1000) == "1,000"
     assert format_threshold_value("errors", "rate", None) == "no data"
+
+
+def request_rows(n: int) -> list[RequestStats]:
+    """``n`` HTTP rows, row k with k * 10 requests, and a WebSocket row last."""
+    rows = [RequestStats(scenario="shop", name=f"req-{k}", requests=k * 10, rps=k * 1.5,
+                         errors=k % 3, error_rate=(k % 3) / (k * 10),
+                         duration=Percentiles(count=k * 10, p50=1.5, p95=12.25, p99=150.0))
+            for k in range(1, n + 1)]
+    rows.append(RequestStats(scenario="chat", name="WS /ws/echo", protocol="ws", requests=4, rps=0.5,
+                             duration=Percentiles(count=50, p50=0.4, p95=0.9, p99=1.2)))
+    return rows
+
+
+def test_the_live_view_shows_the_busiest_fifteen_rows_and_the_summary_all_of_them() -> None:
+    spec = load_spec(LOADTEST_DOC)
+    live = text(format_live(result(by_request=request_rows(20)), spec, title="t"))
+    shown = re.findall(r"shop\s+(req-\d+) ", live)
+    assert shown == [f"req-{k}" for k in range(6, 21)]  # the 15 busiest, in table order
+    assert "... 6 more (all in the final table and --out)" in live  # req-1..5 and the WebSocket row
+    line = next(x for x in live.splitlines() if "req-20 " in x)
+    assert line.split() == ["shop", "req-20", "200", "2", "(1.0%)", "1.50ms", "12.2ms", "150ms", "30.0"]
+    final = text(format_summary(result(by_request=request_rows(20), verdict=Verdict.PASSED), title="t"))
+    assert re.findall(r"shop\s+(req-\d+) ", final) == [f"req-{k}" for k in range(1, 21)]
+    assert re.search(r"chat\s+WS /ws/echo\s+4\s+0\s+0\.40ms", final)
+    assert "more (all in" not in final

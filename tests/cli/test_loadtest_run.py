@@ -104,6 +104,57 @@ def test_passing_thresholds_exit_0_and_totals_match_the_target(tmp_path: Path) -
     assert f"demo target counted: {requests:,} HTTP requests" in result.stdout
 
 
+def test_out_has_a_row_per_request_and_per_websocket_scenario_matching_the_target(tmp_path: Path) -> None:
+    """Two scenarios over two workers: rows per (scenario, name), merged exactly, as the target counted."""
+    spec = write_spec(tmp_path, scenarios=[
+        {"name": "shop", "requests": [{"path": "/api/items", "name": "list", "thinkTime": "10ms"},
+                                      {"path": "/status/503", "expectStatus": [200]},
+                                      {"path": "/slow?ms=5"}]},
+        {"name": "chat", "websocket": {"path": "/ws/echo", "interval": "50ms", "hold": "300ms"}},
+    ])
+    out = tmp_path / "summary.json"
+    result = run("-f", str(spec), "--demo-target", "--workers", "2", "--no-live", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    body = json.loads(out.read_text())
+    rows = {(r["scenario"], r["name"]): r for r in body["byRequest"]}
+    assert list(rows) == [("shop", "list"), ("shop", "GET /status/503"), ("shop", "GET /slow?ms=5"),
+                          ("chat", "WS /ws/echo")]
+    listed, failing, slow, ws = rows.values()
+    assert listed["errors"] == 0 and failing["errors"] == failing["requests"] > 0
+    assert failing["errorsByClass"] == {"status": failing["requests"]}
+    assert slow["duration"]["p50"] >= 5 and listed["duration"]["count"] == listed["requests"]
+    assert ws["protocol"] == "ws" and ws["requests"] > 0 and ws["messagesReceived"] > 0
+    assert ws["duration"]["count"] == ws["messagesReceived"]
+    assert not body["byRequestMissing"]
+    summary = body["summary"]  # the rows add up to the totals exactly
+    assert sum(r["requests"] for r in rows.values() if r["protocol"] == "http") == summary["requests"]
+    assert sum(r["errors"] for r in rows.values()) == summary["errors"]
+    assert sum(r["duration"]["count"] for r in (listed, failing, slow)) == summary["httpReqDuration"]["count"]
+    target = result.stdout.split("demo target counted: ")[1]
+    assert f"{summary['requests']:,} HTTP requests" in target
+
+
+def test_a_scoped_threshold_judges_only_its_request_or_scenario(tmp_path: Path) -> None:
+    """A slow request fails its own p95 while the fast one and the whole-run error rate pass."""
+    spec = write_spec(tmp_path, scenarios=[
+        {"name": "shop", "requests": [{"path": "/api/items", "name": "list", "thinkTime": "10ms"},
+                                      {"path": "/slow?ms=30", "name": "slow"}]},
+        {"name": "broken", "weight": 1, "requests": [{"path": "/status/500", "thinkTime": "10ms"}]},
+    ], thresholds=[
+        {"metric": "http_req_duration", "stat": "p95", "lt": "25ms", "request": "list"},
+        {"metric": "http_req_duration", "stat": "p95", "lt": "25ms", "request": "slow"},
+        {"metric": "errors", "stat": "rate", "lt": "1%", "scenario": "shop"},
+        {"metric": "errors", "stat": "rate", "gt": "99%", "scenario": "broken"},
+    ])
+    out = tmp_path / "summary.json"
+    result = run("-f", str(spec), "--demo-target", "--workers", "2", "--no-live", "--out", str(out))
+    assert result.exit_code == 1, result.output
+    thresholds = json.loads(out.read_text())["thresholds"]
+    verdicts = [(t.get("request") or t.get("scenario"), t["ok"]) for t in thresholds]
+    assert verdicts == [("list", True), ("slow", False), ("shop", True), ("broken", True)]
+    assert "1 of 4 thresholds failed: http_req_duration{request:slow} p95" in result.stdout
+
+
 def test_a_failing_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, thresholds=[
         {"metric": "http_req_duration", "stat": "max", "lt": "1ms"}],

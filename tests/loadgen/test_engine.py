@@ -10,7 +10,7 @@ import uvloop
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mothership.api.loadtest import LoadTestSpec
-from mothership.api.vocabulary import METRICS, MetricKind
+from mothership.api.vocabulary import METRICS
 from mothership.loadgen import engine
 from mothership.loadgen.exposition import StatsCollector
 from mothership.loadgen.plan import worker_share
@@ -143,11 +143,12 @@ async def test_the_collector_exposes_every_vocabulary_series(target_server: Targ
     text = generate_latest(registry).decode()
     for metric in METRICS:
         assert f"# HELP {metric.prometheus} " in text, metric.prometheus
-        if metric.kind is MetricKind.TREND:
-            assert f'{metric.prometheus}_bucket{{le="0.0009765625",loadtest="shop-smoke",worker="3"}}' in text
-    assert 'mothership_loadtest_http_reqs_total{loadtest="shop-smoke",scenario="browse",' \
+    assert 'mothership_loadtest_http_req_duration_seconds_bucket{le="0.0009765625",loadtest="shop-smoke",' \
+           'name="GET /ok",scenario="browse",worker="3"}' in text
+    assert 'mothership_loadtest_http_reqs_total{loadtest="shop-smoke",name="GET /ok",scenario="browse",' \
            'status_class="2xx",worker="3"}' in text
-    assert 'mothership_loadtest_errors_total{class="timeout",loadtest="shop-smoke",worker="3"} 0.0' in text
+    assert 'mothership_loadtest_errors_total{class="timeout",loadtest="shop-smoke",name="GET /ok",' \
+           'scenario="browse",worker="3"} 0.0' in text
 
 
 def test_seq_ids_are_striped_by_worker_and_shared_by_its_scenarios() -> None:

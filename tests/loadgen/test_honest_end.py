@@ -18,7 +18,7 @@ from mothership.api.vocabulary import ErrorClass
 from mothership.loadgen import engine
 from mothership.loadgen.http import CONNECT_BACKOFF_MAX, HttpClient, PreparedRequest, parse_target
 from mothership.loadgen.plan import worker_share
-from mothership.loadgen.stats import Stats
+from mothership.loadgen.stats import Stats, by_request
 
 from .conftest import SilentServer, TargetServer, serve
 
@@ -60,6 +60,16 @@ async def test_slow_responses_cut_off_by_the_end_count_like_the_target_counted_t
     assert stats.http_reqs_total() == target_server.requests["/slow"] == 12  # 3 waves of 4
     assert snap["errors"] == {"browse": {"interrupted": 4}}
     assert snap["http_reqs"]["browse"] == {"2xx": 8, "none": 4}
+
+
+async def test_an_interrupted_request_counts_in_its_own_request_row(target_server: TargetServer) -> None:
+    """The in-flight request's row gets the ``interrupted`` error, not the scenario's first row."""
+    stats = await run(spec_of(target_server.url, virtualUsers=2, duration="500ms", scenarios=[
+        {"name": "browse", "requests": [{"name": "fast", "path": "/ok"},
+                                        {"name": "stuck", "path": "/slow?ms=5000"}]}]))
+    rows = {row.name: row for row in by_request(stats.snapshot(), 0.5)}
+    assert rows["stuck"].errors_by_class == {"interrupted": 2}
+    assert rows["fast"].errors == 0 and rows["fast"].requests == 2
 
 
 async def test_a_websocket_handshake_cut_off_by_the_end_is_interrupted(silent_server: SilentServer) -> None:

@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mothership.api.loadtest import Summary
+from mothership.api.loadtest import Summary, load_spec
 from mothership.api.vocabulary import METRICS, STATS_BY_KIND, ErrorClass, Stat
 from mothership.loadgen.histogram import LAYOUT, SUB_LEVELS, Histogram, LayoutMismatch, layout_of
 from mothership.loadgen.stats import (
     HISTOGRAMS,
     TERMINATION_MESSAGE_LIMIT,
     Stats,
+    by_request,
     coarsen_snapshot,
     coarsen_step,
     compact,
@@ -23,11 +24,21 @@ from mothership.loadgen.stats import (
     expand,
     histogram_quantile,
     merge_snapshots,
+    scoped_snapshot,
     stat_value,
     summarize,
 )
+from tests.conftest import LOADTEST_DOC
 
 SCENARIOS = ["browse", "chat"]
+
+def row_histograms(s: Stats, *skip: str) -> list[Histogram]:
+    """The histograms a Stats records into (its rows'); its totals are merges of them."""
+    out = [h for h in s.durations if "http_req_duration" not in skip]
+    for ws in s.ws_rows.values():
+        out += [getattr(ws, n) for n in ("ws_connecting", "ws_msg_latency") if n not in skip]
+    return out
+
 
 
 def busy_stats(seed: int, n: int = 200) -> Stats:
@@ -142,9 +153,12 @@ def histograms_of(snap: dict[str, object]) -> dict[str, Histogram]:
 
 def same_snapshot(a: dict[str, object], b: dict[str, object]) -> bool:
     """Equal snapshots, histogram sums compared as Histogram.__eq__ does (float sums depend on order)."""
-    rest = ("histograms",)
+    rest = ("histograms", "rows")
+    rows_a, rows_b = a.get("rows", []), b.get("rows", [])
     return histograms_of(a) == histograms_of(b) and (
-        {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest})
+        {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest}) and (
+        len(rows_a) == len(rows_b)) and all(  # type: ignore[arg-type]
+        same_snapshot(x, y) for x, y in zip(rows_a, rows_b, strict=True))  # type: ignore[call-overload]
 
 
 COARSER = st.sampled_from(SUB_LEVELS[1:])
@@ -231,12 +245,15 @@ def test_coarsen_step_coarsens_the_longest_run_first_until_all_are_coarsest(heav
     first = steps[1]["histograms"]  # type: ignore[index]
     assert first[longest]["layout"] == layout_of(32)
     assert all(first[n]["layout"] == LAYOUT for n in runs if n != longest)
-    assert len(steps) == 1 + len(HISTOGRAMS) * (len(SUB_LEVELS) - 1)
+    totals_done = 1 + len(HISTOGRAMS) * (len(SUB_LEVELS) - 1)
+    assert len(steps) == totals_done + len(SUB_LEVELS) - 1  # then the rows, a level at a time
+    assert steps[totals_done - 1]["rows"] == heavy["rows"]
     last = steps[-1]
     assert last["layout"] == layout_of(8)
     assert histograms_of(last) == {n: h.coarsened(8) for n, h in histograms_of(heavy).items()}
-    assert {k: v for k, v in last.items() if k not in ("histograms", "layout")} == {
-        k: v for k, v in heavy.items() if k not in ("histograms", "layout")}
+    assert last["rows"] == coarsen_snapshot(heavy, 8)["rows"]
+    assert {k: v for k, v in last.items() if k not in ("histograms", "layout", "rows")} == {
+        k: v for k, v in heavy.items() if k not in ("histograms", "layout", "rows")}
 
 
 def test_a_coarse_snapshot_compacts_smaller_and_round_trips_exactly(heavy: dict[str, object]) -> None:
@@ -317,7 +334,7 @@ def heavy_snapshot() -> dict[str, object]:
         s.ws_session_started(4)
         s.ws_connected(lognorm(-5, 0.8))
         s.ws_sent(64)
-    for h in (s.http_req_duration, s.ws_msg_latency):
+    for h in row_histograms(s, "ws_connecting"):
         h.counts = [4 * c for c in h.counts]
         h.count *= 4
     for c in ErrorClass:
@@ -334,7 +351,7 @@ def heavy() -> dict[str, object]:
 
 
 def test_a_heavy_snapshot_fits_in_a_termination_message(heavy: dict[str, object]) -> None:
-    text = compact(heavy)
+    text = compact({**heavy, "rows": []})  # the totals; worker.envelope drops rows that do not fit
     assert text.isascii()
     assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert len(heavy["histograms"]["http_req_duration"]["counts"]) > 1000  # type: ignore[index]
@@ -351,3 +368,69 @@ def test_compact_round_trips_exactly(heavy: dict[str, object]) -> None:
 def test_expand_refuses_text_that_is_not_a_compact_snapshot() -> None:
     with pytest.raises(ValueError):
         expand('{"requests": 1}')
+
+
+def rowed_stats(seed: int, n: int = 300) -> Stats:
+    """A Stats with rows, as the engine makes it: two named HTTP rows (one shared by two requests)
+    in one scenario, a WebSocket row in another."""
+    spec = load_spec({**LOADTEST_DOC, "spec": {**LOADTEST_DOC["spec"], "scenarios": [
+        {"name": "shop", "requests": [{"path": "/a", "name": "list"}, {"path": "/b"},
+                                      {"path": "/c", "name": "list"}]},
+        {"name": "chat", "websocket": {"path": "/ws"}}]}})
+    s = Stats.for_scenarios(spec.scenarios)
+    rng = random.Random(seed)
+    assert [r[1] for r in s.rows] == ["list", "GET /b", "WS /ws"]  # requests of one name share a row
+    for k in range(n):
+        row = rng.randrange(2)
+        s.http(row, rng.choice([200, 200, 503]), rng.lognormvariate(-4, 1), 80, 400)
+        if k % 17 == 0:
+            s.error(row, ErrorClass.TIMEOUT, 10.0)
+    ws = s.ws_for(1)
+    for _ in range(rng.randrange(1, 5)):
+        ws.ws_session_started(ws.row)
+        ws.ws_connected(rng.uniform(0.001, 0.01))
+        ws.ws_received(5, rng.uniform(0.0005, 0.002))
+    ws.ws_handshake_failed(ws.row, ErrorClass.CONNECT)
+    return s
+
+
+def test_rows_add_up_to_the_totals_and_merge_exactly_across_workers() -> None:
+    workers = [rowed_stats(seed) for seed in range(4)]
+    merged = merge_snapshots(w.snapshot() for w in workers)
+    rows = {(r["scenario"], r["name"]): r for r in merged["rows"]}
+    assert list(rows) == [("shop", "list"), ("shop", "GET /b"), ("chat", "WS /ws")]
+    for i, key in enumerate(rows):  # each merged row equals the merge of that row's histograms
+        expected = Histogram()
+        for w in workers:
+            expected.merge(w.ws_rows[i].ws_msg_latency if i in w.ws_rows else w.durations[i])
+        wire = rows[key]["histograms"]["ws_msg_latency" if key[0] == "chat" else "http_req_duration"]
+        assert Histogram.from_wire(wire) == expected
+    # totals: exactly the sums and merges of the rows
+    assert merged["http_reqs"]["shop"] == {
+        k: rows["shop", "list"]["http_reqs"].get(k, 0) + rows["shop", "GET /b"]["http_reqs"].get(k, 0)
+        for k in merged["http_reqs"]["shop"]}
+    assert sum(n for r in rows.values() for n in r["errors"].values()) == sum(
+        n for e in merged["errors"].values() for n in e.values())
+    total = Histogram.from_wire(rows["shop", "list"]["histograms"]["http_req_duration"])
+    total.merge(Histogram.from_wire(rows["shop", "GET /b"]["histograms"]["http_req_duration"]))
+    assert Histogram.from_wire(merged["histograms"]["http_req_duration"]) == total
+    assert rows["chat", "WS /ws"]["counters"]["ws_sessions"] == merged["counters"]["ws_sessions"]
+    # and the per-request table reads them
+    table = by_request(merged, 10.0)
+    assert [r.requests for r in table[:2]] == [sum(rows[k]["http_reqs"].values()) for k in list(rows)[:2]]
+    assert table[2].protocol == "ws" and table[2].errors == 4 and table[2].requests == merged[
+        "counters"]["ws_sessions"]
+
+
+def test_a_scoped_snapshot_sees_only_its_rows() -> None:
+    snap = merge_snapshots(rowed_stats(seed).snapshot() for seed in range(2))
+    rows = {r["name"]: r for r in snap["rows"]}
+    listed = scoped_snapshot(snap, request="list")
+    assert stat_value(listed, "http_reqs", Stat.COUNT, 1.0) == sum(rows["list"]["http_reqs"].values())
+    assert listed["histograms"]["http_req_duration"] == rows["list"]["histograms"]["http_req_duration"]
+    chat = scoped_snapshot(snap, scenario="chat")
+    assert stat_value(chat, "http_reqs", Stat.COUNT, 1.0) == 0
+    sessions = rows["WS /ws"]["counters"]["ws_sessions"]
+    assert stat_value(chat, "errors", Stat.RATE, 1.0) == 2 / sessions  # its handshake failures only
+    assert chat["histograms"]["ws_msg_latency"] == rows["WS /ws"]["histograms"]["ws_msg_latency"]
+    assert scoped_snapshot(snap, scenario="shop", request="WS /ws")["rows"] == []

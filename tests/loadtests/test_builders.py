@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import yaml
 
 from mothership.api.common import Owner
-from mothership.api.loadtest import LoadTest
+from mothership.api.loadtest import LoadTest, Percentiles, RequestStats
+from mothership.loadgen.coordinator import Result, Verdict
 from mothership.loadtests import builders
 
 OWNER = Owner(api_version="mothership.dev/v1alpha1", kind="LoadTest", name="smoke",
@@ -156,3 +158,34 @@ def test_the_pod_monitor_selects_this_tests_workers_metrics_port() -> None:
     pm = builders.build_pod_monitor(loadtest(), OWNER)
     assert pm["spec"]["selector"] == {"matchLabels": {"mothership.dev/loadtest": "smoke"}}
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def _rows(n: int) -> list[RequestStats]:
+    return [RequestStats(scenario="shop", name=f"request-{k:04d}", requests=(k * 7919) % 1000,
+                         duration=Percentiles(count=1, p50=1.0, p95=2.0, p99=3.0)) for k in range(n)]
+
+
+def test_the_results_configmap_holds_the_whole_table_owned_by_the_loadtest() -> None:
+    owner = Owner(api_version="mothership.dev/v1alpha1", kind="LoadTest", name="shop", namespace="team-a",
+                  uid="u-1")
+    result = Result(verdict=Verdict.PASSED, final=True, by_request=_rows(12))
+    cm = builders.build_results(owner, result)
+    assert cm["metadata"]["name"] == builders.results_name("shop") == "shop-results"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    doc = json.loads(cm["data"][builders.RESULTS_KEY])
+    assert [r["name"] for r in doc["byRequest"]] == [f"request-{k:04d}" for k in range(12)]
+    assert (doc["byRequestRows"], doc["byRequestOmitted"], doc["verdict"]) == (12, 0, "passed")
+
+
+def test_a_table_too_big_for_a_configmap_loses_its_least_busy_rows_and_says_how_many() -> None:
+    rows = _rows(2020)
+    whole = builders.results_document(Result(by_request=rows), limit=10**9)
+    limit = len(whole) // 2
+    doc = json.loads(builders.results_document(Result(by_request=rows), limit=limit))
+    assert len(json.dumps(doc, separators=(",", ":"))) <= limit
+    kept = doc["byRequest"]
+    assert doc["byRequestRows"] == 2020 and doc["byRequestOmitted"] == 2020 - len(kept) > 0
+    least_kept = min(r["requests"] for r in kept)
+    names = {r["name"] for r in kept}
+    assert all(r.requests <= least_kept for r in rows if r.name not in names)  # only the least busy went
+    assert [r["name"] for r in kept] == sorted(names)  # table order kept

@@ -148,6 +148,37 @@ async def _get_text(url: str) -> str:
         return await response.text()
 
 
+async def test_the_whole_per_request_table_is_in_the_results_configmap_and_status_has_the_busiest(
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess) -> None:
+    """Twelve named requests (one failing) and a scoped threshold: all twelve rows in the ConfigMap, ten in
+    status, the CLI prints the whole table, and the rows add up to the target's count."""
+    ns = tenant_namespace
+    requests = [{"path": f"/api/items?page={k}", "name": f"page-{k:02d}"} for k in range(11)]
+    requests.append({"path": "/status/503", "name": "broken"})
+    scoped = {"metric": "errors", "stat": "rate", "lt": "1%", "request": "page-00"}
+    await api.apply(loadtest("rows", ns, target.url, scenarios=[{"name": "shop", "requests": requests}],
+                             thresholds=[scoped]))
+    status = await until_phase(api, ns, "rows", *FINAL)
+    assert status["phase"] == "Passed", status  # the scoped threshold ignores the broken request
+    assert status["byRequestRows"] == 12 and len(status["byRequest"]) == 10
+    cm = await api.get("ConfigMap", builders.results_name("rows"), ns)
+    assert cm is not None and cm["metadata"]["ownerReferences"][0]["kind"] == "LoadTest"
+    doc = json.loads(cm["data"][builders.RESULTS_KEY])
+    rows = {r["name"]: r for r in doc["byRequest"]}
+    assert list(rows) == [r["name"] for r in requests] and doc["final"] is True
+    assert rows["broken"]["errors"] == rows["broken"]["requests"] > 0
+    counted = await target.requests()
+    assert sum(r["requests"] for r in rows.values()) == status["summary"]["requests"] == counted
+    assert {r["name"] for r in status["byRequest"]} <= set(rows)
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    out = subprocess.run([sys.executable, "-m", "mothership", "loadtest", "results", "rows", "-n", ns],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "by request" in out.stdout and "shop page-10" in out.stdout and "shop broken" in out.stdout
+
+
 async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_keeps_results(
         cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
         target: DemoTargetProcess) -> None:
@@ -171,7 +202,7 @@ async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_k
     async def children_gone() -> bool:
         return all([await api.get(kind, child, ns) is None for kind, child in (
             ("Job", builders.job_name("slow")), ("ConfigMap", builders.plan_name("slow")),
-            ("Secret", builders.token_name("slow")))])
+            ("ConfigMap", builders.results_name("slow")), ("Secret", builders.token_name("slow")))])
 
     await wait_until(children_gone, timeout=10, interval=0.1, what="ttl clean-up")
     kept = await status_of(api, ns, "slow")

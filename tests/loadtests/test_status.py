@@ -480,3 +480,17 @@ def test_the_coordinators_verdicts_map_onto_the_phases() -> None:
 def test_the_start_barrier_survives_its_round_trip_through_status_to_the_microsecond() -> None:
     epoch = 1795943092.947105
     assert abs(coordination.rfc3339_to_epoch(coordination.epoch_to_rfc3339(epoch)) - epoch) < 1e-6
+
+
+def test_status_keeps_the_ten_busiest_request_rows_in_table_order_and_the_row_count() -> None:
+    from mothership.api.loadtest import RequestStats
+
+    rows = [RequestStats(scenario="shop", name=f"r{k}", requests=k % 7 * 10 + k) for k in range(25)]
+    busy = compute(Observed(now=LATER, spec=spec(), launched=True, start_at=START_AT, by_request=rows),
+                   running_status())
+    expected = sorted(rows, key=lambda r: -r.requests)[:10]
+    assert [r.name for r in busy.by_request] == [r.name for r in rows if r in expected]
+    assert busy.by_request_rows == 25
+    kept = compute(Observed(now=LATER, spec=spec(), launched=True, start_at=START_AT), busy)
+    assert kept.by_request == busy.by_request and kept.by_request_rows == 25  # None keeps them
+    assert len(json.dumps(busy.wire())) < 8000  # bounded: 10 rows whatever the spec

@@ -90,7 +90,8 @@ def test_percentiles_are_computed_from_summed_buckets_never_averaged() -> None:
         assert "avg" not in expr, title
         if "_bucket" in expr:
             assert re.fullmatch(
-                r"histogram_quantile\(0\.\d+, sum by \(le(, controller)?\) \(rate\(\w+_bucket(\{[^}]*\})?"
+                r"histogram_quantile\(0\.\d+, sum by \(le(, controller|, scenario, name)?\) "
+                r"\(rate\(\w+_bucket(\{[^}]*\})?"
                 r"\[\$__rate_interval\]\)\)\)", expr), f"{title}: {expr}"
 
 
@@ -115,4 +116,4 @@ def test_panels_have_unique_ids_titles_and_a_prometheus_datasource() -> None:
 def test_the_dashboard_is_importable_by_uid_and_sorted_by_rows() -> None:
     assert DASHBOARD["uid"] == "mothership" and DASHBOARD["title"] == "Mothership"
     rows = [p["title"] for p in DASHBOARD["panels"] if p["type"] == "row"]
-    assert rows == ["Load test", "WebSocket", "LoadTest status (operator)", "Operator"]
+    assert rows == ["Load test", "By request", "WebSocket", "LoadTest status (operator)", "Operator"]

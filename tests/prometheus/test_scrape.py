@@ -359,8 +359,16 @@ def test_the_operator_target_is_the_real_operator_reconciling_what_the_test_crea
 def test_worker_series_carry_only_bounded_labels(experiment: Experiment) -> None:
     start, end = experiment.window
     allowed = {"__name__", "job", "instance", "namespace", "pod", "loadtest", "worker",
-               "scenario", "status_class", "class", "le"}
+               "scenario", "name", "status_class", "class", "le"}
+    names: dict[str, set[str]] = {}
     for series in experiment.prometheus.series('{job="mothership-workers"}', start, end):
         if series["__name__"].startswith("mothership_loadtest_"):
             assert set(series) <= allowed, series
             assert series["loadtest"] == LOADTEST and series["worker"] in ("0", "1")
+            if "name" in series:
+                names.setdefault(series["__name__"], set()).add(f'{series["scenario"]} {series["name"]}')
+    http = {"checkout GET /api/items", "checkout GET /status/503"}  # per request: scenario and name
+    assert names["mothership_loadtest_http_reqs_total"] == http
+    assert names["mothership_loadtest_http_req_duration_seconds_bucket"] == http
+    assert names["mothership_loadtest_errors_total"] == {*http, "checkout WS /ws/echo"}
+    assert names["mothership_loadtest_ws_msg_latency_seconds_bucket"] == {"checkout WS /ws/echo"}

@@ -174,7 +174,9 @@ class HttpRequest(Model):
     request is built (``/café`` is sent as ``/caf%C3%A9``), and everything else, escapes included,
     is sent as written."""
     name: str | None = Field(default=None, max_length=63)
-    """Label for this request in results; defaults to the method and path."""
+    """This request's row in the results (``byRequest``), the ``name`` label of its Prometheus series
+    and what a threshold's ``request`` names; defaults to ``METHOD path``. Requests of a scenario
+    that share a name share a row."""
     headers: Headers = {}
     """Extra request headers, at most 64; one replaces the engine's Host, User-Agent or Accept of the
     same name (in any case). Names are RFC 9110 tokens (letters, digits and ``!#$%&'*+-.^_`|~``);
@@ -377,6 +379,21 @@ Limit = Annotated[
 """A threshold bound: ``200ms``, ``1%``, ``"0.01"`` or ``1000``."""
 
 
+REQUEST_SCOPED_METRICS: tuple[str, ...] = ("http_reqs", "errors", "http_req_duration")
+"""Metrics a threshold may scope to one ``request`` (they are kept per request row)."""
+SCENARIO_SCOPED_METRICS: tuple[str, ...] = (
+    *REQUEST_SCOPED_METRICS, "ws_sessions", "ws_connecting", "ws_handshake_failures", "ws_abnormal_closures",
+    "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received", "ws_msg_latency")
+"""Metrics a threshold may scope to one ``scenario`` (kept per request row or WebSocket scenario)."""
+
+_THRESHOLD_RULES.extend([
+    {"rule": f"!has(self.scenario) || self.metric in {_cel_list(list(SCENARIO_SCOPED_METRICS))}",
+     "message": "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)},
+    {"rule": f"!has(self.request) || self.metric in {_cel_list(list(REQUEST_SCOPED_METRICS))}",
+     "message": "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"},
+])
+
+
 class Threshold(Model):
     """A pass/fail rule on the merged results, e.g. p95 of http_req_duration < 200ms."""
 
@@ -399,6 +416,12 @@ class Threshold(Model):
     delay_abort_eval: Duration = "10s"
     """With abortOnFail: seconds of load before this threshold may abort the test (k6's name), so a
     handful of early samples cannot end it. It is always judged at the end."""
+    scenario: DnsLabel | None = None
+    """Judge only this scenario's requests and sessions (a name in ``scenarios``), k6-style."""
+    request: str | None = Field(default=None, max_length=63)
+    """Judge only the requests of this name (a request's ``name``, or ``METHOD path`` when it has
+    none), in every scenario or in ``scenario``: e.g. ``{metric: http_req_duration, stat: p95, lt:
+    300ms, request: add-item}``."""
 
     @field_validator("metric")
     @classmethod
@@ -415,6 +438,11 @@ class Threshold(Model):
             raise ValueError(
                 f"stat does not apply to this metric: {self.metric} takes {allowed}, not {self.stat.value}"
             )
+        if self.scenario is not None and self.metric not in SCENARIO_SCOPED_METRICS:
+            raise ValueError(
+                "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS))
+        if self.request is not None and self.metric not in REQUEST_SCOPED_METRICS:
+            raise ValueError("request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only")
         ops = [(op, v) for op, v in self.comparisons() if v is not None]
         if len(ops) != 1:
             raise ValueError("set exactly one of lt, lte, gt, gte")
@@ -543,6 +571,9 @@ _LOADTEST_RULES: list[JsonValue] = [
              f"self.stages.exists(s, !s.duration.matches('{_ZERO_CEL}'))",
      "message": "the stages must last more than 0s in all"},
     {"rule": _CAPACITY_RULE, "message": CAPACITY_MESSAGE},
+    {"rule": "!has(self.thresholds) || self.thresholds.all(t, !has(t.scenario) || "
+             "self.scenarios.exists(s, s.name == t.scenario))",
+     "message": "thresholds[].scenario must be the name of one of spec.scenarios"},
 ]
 
 MUTABLE_FIELDS = ("stop",)
@@ -647,7 +678,25 @@ class LoadTestSpec(Model):
             raise ValueError("the stages must last more than 0s in all")
         if problem := self.capacity_problem():
             raise ValueError(problem)
+        self._threshold_scopes()
         return self
+
+    def _threshold_scopes(self) -> None:
+        """A scoped threshold must name a scenario and a request that exist (else it could never fail)."""
+        names = {sc.name: sc for sc in self.scenarios}
+        for i, t in enumerate(self.thresholds):
+            if t.scenario is not None and t.scenario not in names:
+                raise ValueError(f"thresholds[{i}].scenario: no scenario named {t.scenario!r}; "
+                                 f"the scenarios are {', '.join(names)}")
+            if t.request is None:
+                continue
+            scope = [names[t.scenario]] if t.scenario is not None else self.scenarios
+            known = [r.name or f"{r.method} {r.path}" for sc in scope for r in sc.requests]
+            if t.request not in known:
+                where = f"scenario {t.scenario!r}" if t.scenario is not None else "the spec"
+                listed = ", ".join(dict.fromkeys(known)) or "none"
+                raise ValueError(f"thresholds[{i}].request: no request named {t.request!r} in {where}; "
+                                 f"the request names are {listed[:300]}")
 
     # --- derived values (pure) -------------------------------------------
 
@@ -891,9 +940,44 @@ class Summary(Model):
     """Open-model arrivals dropped because maxVirtualUsers were busy."""
 
 
+class RequestStats(Model):
+    """One row of the per-request table: an HTTP request name of a scenario, or a WebSocket scenario.
+
+    Requests of one scenario that share a ``name`` (default ``METHOD path``) share a row; a
+    WebSocket scenario's row is named ``WS path``. Counts are exact, merged across workers.
+    """
+
+    scenario: str
+    """The scenario's name."""
+    name: str
+    """The request's ``name`` (default ``METHOD path``), or ``WS path`` for a WebSocket session."""
+    protocol: str = "http"
+    """http, or ws for a WebSocket scenario's row."""
+    requests: int = 0
+    """HTTP requests made, successful or not (ws: sessions started)."""
+    rps: float = 0.0
+    """requests per second over the run."""
+    errors: int = 0
+    """Failed requests (ws: failed sessions)."""
+    error_rate: float = 0.0
+    """errors / requests, 0..1."""
+    errors_by_class: dict[str, int] = {}
+    """Errors by class, as in the summary."""
+    duration: Percentiles = Percentiles()
+    """Latency in milliseconds: http_req_duration (ws: ws_msg_latency, the message round trip)."""
+    messages_sent: int = 0
+    """WebSocket messages sent (ws rows only)."""
+    messages_received: int = 0
+    """WebSocket messages received (ws rows only)."""
+
+
 class ThresholdResult(Model):
     metric: str
     stat: str
+    scenario: str | None = None
+    """The scenario it was scoped to, if any."""
+    request: str | None = None
+    """The request name it was scoped to, if any."""
     op: str
     """lt, lte, gt or gte."""
     limit: float
@@ -920,6 +1004,19 @@ class WorkerCounts(Model):
     """Each failed worker with its reason (e.g. OOMKilled, ImagePullBackOff, Error)."""
 
 
+STATUS_REQUEST_ROWS = 10
+"""Per-request rows kept in ``status.byRequest``: a status must stay small (it is patched every
+poll and read by every watcher); the whole table goes to the results ConfigMap."""
+
+
+def busiest(rows: list[RequestStats], limit: int) -> list[RequestStats]:
+    """The ``limit`` rows with the most requests, in their table order (ties: the earlier row)."""
+    if len(rows) <= limit:
+        return list(rows)
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i].requests, i))[:limit]
+    return [rows[i] for i in sorted(order)]
+
+
 class LoadTestStatus(Model):
     phase: LoadTestPhase = LoadTestPhase.PENDING
     """Pending, Starting, Running, Stopping, then Passed, Failed, Stopped or Errored."""
@@ -929,6 +1026,11 @@ class LoadTestStatus(Model):
     completion_time: str | None = None
     workers: WorkerCounts = WorkerCounts()
     summary: Summary = Summary()
+    by_request: list[RequestStats] = Field(default=[], max_length=STATUS_REQUEST_ROWS)
+    """The busiest rows of the per-request table (at most 10, by requests, in table order); the whole
+    table is in the ConfigMap ``<name>-results`` (key ``results.json``)."""
+    by_request_rows: int = 0
+    """Rows in the whole per-request table."""
     thresholds: list[ThresholdResult] = []
     conditions: list[Condition] = CONDITIONS_FIELD
     observed_generation: int | None = None

@@ -261,7 +261,8 @@ def loadtest_wait(
             except (client.NotFound, ApiError) as exc:
                 typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
                 return client.EXIT_OTHER
-        typer.echo(client.format_results(ns, name, status))
+            results = await client.get_results(kube, ns, name)
+        typer.echo(client.format_results(ns, name, status, results))
         return client.exit_code(status.phase)
 
     raise typer.Exit(asyncio.run(main()))
@@ -293,8 +294,9 @@ def loadtest_results(
             except (client.NotFound, ApiError) as exc:
                 typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
                 return client.EXIT_OTHER
+            results = await client.get_results(kube, ns, name)
         render = client.format_json if output == "json" else client.format_results
-        typer.echo(render(ns, name, status))
+        typer.echo(render(ns, name, status, results))
         return 0
 
     raise typer.Exit(asyncio.run(main()))

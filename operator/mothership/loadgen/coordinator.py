@@ -51,6 +51,7 @@ The Result's JSON shape (``Result.wire()``, camelCase)::
      "reason": "a sentence", "final": true, "aborted": false, "noData": false,
      "startAt": 1730000000.0, "elapsed": 10.02,
      "summary": {...api.loadtest.Summary...},
+     "byRequest": [{...api.loadtest.RequestStats...}], "byRequestMissing": false,
      "thresholds": [{...api.loadtest.ThresholdResult...}],
      "workers": [{"index", "url", "state", "elapsed", "startedAt"}],
      "failures": [{"index", "reason", "message"}],
@@ -76,12 +77,13 @@ from ..api.common import Model, parse_duration
 from ..api.loadtest import (
     LoadTestPhase,
     LoadTestSpec,
+    RequestStats,
     Summary,
     ThresholdResult,
     WorkerCounts,
     WorkerFailure,
 )
-from .stats import empty_snapshot, expand, merge_snapshots, summarize
+from .stats import by_request, empty_snapshot, expand, merge_snapshots, summarize
 from .thresholds import abort_reasons, describe, evaluate, no_data
 
 logger = logging.getLogger(__name__)
@@ -139,6 +141,10 @@ class Result(Model):
     elapsed: float = 0.0
     """Seconds of load since the barrier (the longest any worker has run)."""
     summary: Summary = Summary()
+    by_request: list[RequestStats] = []
+    """The per-request table: one row per (scenario, request name) and per WebSocket scenario."""
+    by_request_missing: bool = False
+    """Some worker's rows were lost (a summary too big for its termination message): rows undercount."""
     thresholds: list[ThresholdResult] = []
     workers: list[WorkerReport] = []
     failures: list[WorkerFailure] = []
@@ -506,6 +512,8 @@ class Coordinator:
             start_at=self.start_at,
             elapsed=round(elapsed, 3),
             summary=summary,
+            by_request=by_request(merged, elapsed),
+            by_request_missing=bool(merged.get("by_request_missing")),
             thresholds=thresholds,
             workers=[w.report() for w in self.workers],
             failures=failures,
@@ -602,6 +610,7 @@ def result_from_summaries(
         no_data=verdict is Verdict.FAILED and not aborted and missing,
         start_at=start_at, elapsed=round(elapsed, 3),
         summary=summarize(merged, elapsed), thresholds=thresholds, workers=reports, failures=failures,
+        by_request=by_request(merged, elapsed), by_request_missing=bool(merged.get("by_request_missing")),
     )
 
 

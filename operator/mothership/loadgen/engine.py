@@ -36,7 +36,7 @@ from .gcpause import FewerPauses
 from .http import parse_target, prepare
 from .models import Context, Model, model_for
 from .plan import WorkerShare
-from .stats import Stats
+from .stats import Stats, request_name
 from .ws import SeqIds, prepare_session
 
 logger = logging.getLogger(__name__)
@@ -59,14 +59,20 @@ def build_context(spec: LoadTestSpec, share: WorkerShare, stats: Stats, base_url
 
     One ``SeqIds`` for all scenarios of this worker, striped by worker index, so
     every ``{seq}`` id of the test is unique (sessions of any scenario may share a room).
+    Each request records into its Stats row (scenario, name), added here if
+    ``stats`` was not made by ``Stats.for_scenarios``; so is each WebSocket row.
     """
+    for i, sc in enumerate(spec.scenarios):
+        if sc.websocket is not None:
+            stats.ws_for(i, sc.websocket.path)
     target = parse_target(base_url, ssl_context)
     ids = SeqIds(share.index, share.count)
     return Context(
         share=share,
         stats=stats,
         target=target,
-        requests=[[prepare(target, r) for r in sc.requests] for sc in spec.scenarios],
+        requests=[[prepare(target, r, stats.row(i, request_name(r.method, r.path, r.name)))
+                   for r in sc.requests] for i, sc in enumerate(spec.scenarios)],
         sessions=[prepare_session(base_url, sc.websocket, ssl_context, ids) if sc.websocket else None
                   for sc in spec.scenarios],
         now=clock_for(loop),

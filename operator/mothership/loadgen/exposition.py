@@ -4,9 +4,12 @@ Why a custom collector: the hot loop records into plain ints and our own
 histograms (stats.py); calling prometheus_client per request would cost more
 than the request's own bookkeeping. ``StatsCollector.collect`` reads the
 Stats only when Prometheus scrapes, and emits the series named in
-``api.vocabulary`` with labels ``loadtest`` and ``worker`` (plus ``scenario``
-and ``status_class`` on ``http_reqs``, ``class`` on ``errors``). Labels take a
-bounded set of values: never a URL, a VU or a pod.
+``api.vocabulary`` with labels ``loadtest`` and ``worker``; the per-request
+series (``http_reqs``, ``errors``, ``http_req_duration``, ``ws_connecting``,
+``ws_msg_latency``) add ``scenario`` and ``name`` (the request's name, or
+``METHOD path``, or ``WS path``), plus ``status_class`` on ``http_reqs`` and
+``class`` on ``errors``. Labels take a bounded set of values (at most 2,020
+rows, the spec's limits): never a URL with a host, a VU or a pod.
 
 Histograms are exposed as Prometheus histograms whose ``le`` bounds are exact
 bucket boundaries of the layout (powers of two and 1.5 times powers of two
@@ -31,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from ..api.vocabulary import BY_NAME, MetricKind
 from .histogram import Histogram, bucket_index
-from .stats import ERROR_CLASSES, STATUS_CLASSES, Stats
+from .stats import ERROR_CLASSES, ROW_HTTP, ROW_WS, STATUS_CLASSES, Stats
 
 LE_BOUNDS: tuple[float, ...] = tuple(
     sorted({2.0**k for k in range(-10, 7)} | {1.5 * 2.0**k for k in range(-10, 6)})
@@ -71,32 +74,47 @@ class StatsCollector(Collector):
         stats = self.stats
         base = [self.loadtest, self.worker]
         names = ["loadtest", "worker"]
+        # Per-request series: one label pair (scenario, name) per Stats row, a
+        # bounded set (the spec's requests); rows that recorded nothing yet are left out.
+        rows = [(i, [*base, stats.scenarios[s], name], protocol)
+                for i, (s, name, protocol) in enumerate(stats.rows) if _active(stats, i)]
+        row_names = [*names, "scenario", "name"]
 
         m = BY_NAME["http_reqs"]
-        fam = CounterMetricFamily(_family_name(m.prometheus), m.help,
-                                  labels=[*names, "scenario", "status_class"])
+        fam = CounterMetricFamily(_family_name(m.prometheus), m.help, labels=[*row_names, "status_class"])
         width = len(STATUS_CLASSES)
-        for s, scenario in enumerate(stats.scenarios):
+        for i, labels, protocol in rows:
+            if protocol != ROW_HTTP:
+                continue
             for k, status_class in enumerate(STATUS_CLASSES):
-                n = stats.http_counts[s * width + k]
+                n = stats.http_counts[i * width + k]
                 if n:
-                    fam.add_metric([*base, scenario, status_class], n)
+                    fam.add_metric([*labels, status_class], n)
         yield fam
 
         m = BY_NAME["errors"]
-        fam = CounterMetricFamily(_family_name(m.prometheus), m.help, labels=[*names, "class"])
-        per_class = [0] * len(ERROR_CLASSES)
-        for i, n in enumerate(stats.error_counts):
-            per_class[i % len(ERROR_CLASSES)] += n
-        for cls, n in zip(ERROR_CLASSES, per_class, strict=True):
-            fam.add_metric([*base, cls.value], n)
+        fam = CounterMetricFamily(_family_name(m.prometheus), m.help, labels=[*row_names, "class"])
+        nerr = len(ERROR_CLASSES)
+        for i, labels, _ in rows:
+            for k, cls in enumerate(ERROR_CLASSES):
+                fam.add_metric([*labels, cls.value], stats.error_counts[i * nerr + k])
         yield fam
 
-        for name in ("http_req_duration", "ws_connecting", "ws_msg_latency"):
+        m = BY_NAME["http_req_duration"]
+        hist = HistogramMetricFamily(m.prometheus, m.help, labels=row_names)
+        for i, labels, protocol in rows:
+            if protocol == ROW_HTTP:
+                h = stats.durations[i]
+                hist.add_metric(labels, histogram_buckets(h), sum_value=h.sum)
+        yield hist
+
+        for name in ("ws_connecting", "ws_msg_latency"):
             m = BY_NAME[name]
-            h: Histogram = getattr(stats, name)
-            hist = HistogramMetricFamily(m.prometheus, m.help, labels=names)
-            hist.add_metric(base, histogram_buckets(h), sum_value=h.sum)
+            hist = HistogramMetricFamily(m.prometheus, m.help, labels=row_names)
+            for i, labels, protocol in rows:
+                if protocol == ROW_WS:
+                    h = getattr(stats.ws_rows[i], name)
+                    hist.add_metric(labels, histogram_buckets(h), sum_value=h.sum)
             yield hist
 
         for m in BY_NAME.values():
@@ -110,3 +128,14 @@ class StatsCollector(Collector):
                 counter = CounterMetricFamily(_family_name(m.prometheus), m.help, labels=names)
                 counter.add_metric(base, getattr(stats, m.name))
                 yield counter
+
+
+def _active(stats: Stats, row: int) -> bool:
+    """Whether ``row`` has recorded anything (requests, errors or WebSocket sessions)."""
+    nstatus, nerr = len(STATUS_CLASSES), len(ERROR_CLASSES)
+    if any(stats.http_counts[row * nstatus:(row + 1) * nstatus]):
+        return True
+    if any(stats.error_counts[row * nerr:(row + 1) * nerr]):
+        return True
+    ws = stats.ws_rows.get(row)
+    return ws is not None and ws.ws_sessions > 0

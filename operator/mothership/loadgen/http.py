@@ -46,7 +46,7 @@ from .histogram import _SHIFT, _TWICE_SUB
 from .histogram import BUCKETS as _BUCKETS
 from .histogram import LOWEST as _LOWEST
 from .histogram import SUB_BUCKETS as _SUB
-from .stats import STATUS_CLASSES, Stats
+from .stats import Stats, request_name
 
 _frexp = math.frexp
 _int = int
@@ -122,12 +122,17 @@ class PreparedRequest:
     head: bool
     """A HEAD request: the response has headers only."""
     name: str
+    """The row name in results: the spec's ``name``, else ``METHOD path`` (``stats.request_name``)."""
     size: int
     """len(data): bytes written per request."""
+    row: int = 0
+    """The Stats row this request records into (``Stats.row``)."""
 
 
-def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
+def prepare(target: Target, request: HttpRequest, row: int = 0) -> PreparedRequest:
     """Encode ``request`` for ``target``: request line, Host, headers, Content-Length, body.
+
+    ``row`` is the Stats row it records into (``Stats.row`` of its scenario and name).
 
     The model has already refused what could break the head's framing (CR, LF
     and other control characters, non-token header names, non-ASCII header
@@ -152,8 +157,9 @@ def prepare(target: Target, request: HttpRequest) -> PreparedRequest:
         timeout=parse_duration(request.timeout),
         think_time=parse_duration(request.think_time) if request.think_time else 0.0,
         head=request.method == "HEAD",
-        name=request.name or f"{request.method} {request.path}",
+        name=request_name(request.method, request.path, request.name),
         size=len(data),
+        row=row,
     )
 
 
@@ -252,8 +258,7 @@ class HttpClient:
         self._target = target
         self._requests = requests
         self._n = len(requests)
-        self._stats_base = scenario_index * len(STATUS_CLASSES)
-        self._latency = stats.http_req_duration
+        self._durations = stats.durations
         self._protocol = _HeadConnection if any(r.head for r in requests) else _Connection
         self._si = scenario_index
         self._stats = stats
@@ -294,7 +299,7 @@ class HttpClient:
         never answered is a result (it failed), not something to forget.
         """
         if self._inflight and not self._closed:
-            self._stats.error(self._si, ErrorClass.INTERRUPTED, max(self._now() - self._sent_at, 0.0))
+            self._stats.error(self._req.row, ErrorClass.INTERRUPTED, max(self._now() - self._sent_at, 0.0))
         self._closed = True
         self._inflight = False
         if self._timer is not None:
@@ -402,11 +407,12 @@ class HttpClient:
         # Inlined Stats.http and Histogram.record: the calls cost more than the
         # work here (bench/http_rps.py; numbers in the commit that added this).
         stats = self._stats
-        stats.http_counts[self._stats_base + (status // 100 if 100 <= status < 600 else 0)] += 1
+        row = req.row
+        stats.http_counts[row * 6 + (status // 100 if 100 <= status < 600 else 0)] += 1
         stats.http_bytes_sent += req.size
         stats.http_bytes_received += self._rx
         lat = t - self._sent_at
-        h = self._latency
+        h = self._durations[row]
         h.count += 1
         h.sum += lat
         if lat < h._min:
@@ -423,7 +429,7 @@ class HttpClient:
         else:
             h.underflow += 1
         if status not in req.expect:
-            stats.error(self._si, ErrorClass.STATUS)
+            stats.error(row, ErrorClass.STATUS)
         self._on_conn += 1
         if req.head:  # llhttp cannot be told a response has no body: start afresh
             conn.parser = httptools.HttpResponseParser(conn)
@@ -453,7 +459,7 @@ class HttpClient:
         """Record a request that got no response; the next starts after its think time plus ``pause``."""
         self._inflight = False
         t = self._now()
-        self._stats.error(self._si, error_class, t - self._sent_at)
+        self._stats.error(self._req.row, error_class, t - self._sent_at)
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
             conn.transport.abort()

@@ -12,7 +12,7 @@ This module knows nothing of processes, HTTP or Kubernetes: it only renders.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -22,10 +22,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..api.loadtest import LoadTestSpec, Percentiles, ThresholdResult
+from ..api.loadtest import LoadTestSpec, Percentiles, RequestStats, ThresholdResult
 from ..api.vocabulary import BY_NAME, Stat, Unit
 from .coordinator import Result, Verdict
-from .thresholds import SYMBOLS, can_recover
+from .thresholds import SYMBOLS, can_recover, scoped_name
 
 VERDICT_STYLE = {
     Verdict.PASSED: "bold green",
@@ -69,7 +69,7 @@ def format_threshold(result: ThresholdResult) -> str:
     """``http_req_duration p95 < 250ms: 12.3ms`` (plain text, no verdict mark)."""
     limit = format_threshold_value(result.metric, result.stat, result.limit)
     value = format_threshold_value(result.metric, result.stat, result.value)
-    return f"{result.metric} {result.stat} {SYMBOLS[result.op]} {limit}: {value}"
+    return f"{scoped_name(result)} {result.stat} {SYMBOLS[result.op]} {limit}: {value}"
 
 
 def format_thresholds(results: Iterable[ThresholdResult], *, final: bool) -> Table:
@@ -139,6 +139,32 @@ def format_latencies(result: Result) -> Table:
     return table
 
 
+LIVE_ROWS = 15
+"""Rows of the per-request table in the live view (the busiest); the final summary shows them all."""
+
+
+def format_by_request(rows: Sequence[RequestStats], *, limit: int | None = None) -> Table:
+    """The per-request table, Locust-style: name, requests, fails, p50/p95/p99 (ms) and rps per row.
+
+    With ``limit``, only the ``limit`` busiest rows, in table order, and a last line
+    saying how many more there are.
+    """
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("scenario", "name", "reqs", "fails", "p50", "p95", "p99", "rps"):
+        table.add_column(column, justify="left" if column in ("scenario", "name") else "right")
+    shown = list(rows)
+    if limit is not None and len(shown) > limit:
+        busiest = set(map(id, sorted(shown, key=lambda r: r.requests, reverse=True)[:limit]))
+        shown = [r for r in shown if id(r) in busiest]
+    for r in shown:
+        fails = f"{r.errors:,}" + (f" ({r.error_rate * 100:.1f}%)" if r.errors else "")
+        table.add_row(r.scenario, r.name, f"{r.requests:,}", fails, format_ms(r.duration.p50),
+                      format_ms(r.duration.p95), format_ms(r.duration.p99), f"{r.rps:,.1f}")
+    if len(shown) < len(rows):
+        table.add_row("", f"... {len(rows) - len(shown):,} more (all in the final table and --out)")
+    return table
+
+
 def format_progress(result: Result, duration_seconds: float) -> Table:
     """A progress bar of elapsed load time over the spec's duration."""
     elapsed = min(result.elapsed, duration_seconds)
@@ -169,6 +195,8 @@ def format_live(result: Result, spec: LoadTestSpec, *, title: str) -> Renderable
         format_numbers(result, live=True),
         format_latencies(result),
     ]
+    if result.by_request:
+        parts.append(format_by_request(result.by_request, limit=LIVE_ROWS))
     if result.thresholds:
         parts += [Text("thresholds", style="bold"), format_thresholds(result.thresholds, final=False)]
     parts.append(format_workers(result))
@@ -198,6 +226,11 @@ def format_summary(result: Result, *, title: str) -> RenderableType:
         format_numbers(result, live=False),
         format_latencies(result),
     ]
+    if result.by_request:
+        parts.append(format_by_request(result.by_request))
+        if result.by_request_missing:
+            parts.append(Text("some workers' per-request rows were lost: the rows undercount",
+                              style="yellow"))
     if result.thresholds:
         parts += [Text("thresholds", style="bold"), format_thresholds(result.thresholds, final=True)]
     parts += [format_workers(result), format_verdict(result)]

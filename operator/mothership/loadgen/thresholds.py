@@ -23,6 +23,10 @@ run; it is judged at the end like any other threshold. Nor is an abort
 threshold judged before ``delayAbortEval`` (default 10 s, k6's name) has
 passed, so the first second's handful of samples cannot end a test.
 
+A threshold scoped to a ``scenario`` and/or a ``request`` name (k6's
+``http_req_duration{scenario:browse}``) is judged on the merge of only those
+per-request rows (``stats.scoped_snapshot``).
+
 This module knows nothing of workers, HTTP or Kubernetes.
 """
 
@@ -35,7 +39,7 @@ from typing import Any
 from ..api.common import parse_duration
 from ..api.loadtest import Threshold, ThresholdResult
 from ..api.vocabulary import Stat
-from .stats import stat_value
+from .stats import scoped_snapshot, stat_value
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     "lt": operator.lt,
@@ -51,11 +55,15 @@ SYMBOLS: dict[str, str] = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 def evaluate_one(threshold: Threshold, snap: dict[str, Any], elapsed_seconds: float) -> ThresholdResult:
     """Check one threshold against a (merged) snapshot ``elapsed_seconds`` after the start barrier."""
     limit = threshold.limit()
+    if threshold.scenario is not None or threshold.request is not None:
+        snap = scoped_snapshot(snap, threshold.scenario, threshold.request)
     value = stat_value(snap, threshold.metric, threshold.stat, elapsed_seconds)
     ok = True if value is None else COMPARE[threshold.op](value, limit)
     return ThresholdResult(
         metric=threshold.metric,
         stat=threshold.stat.value,
+        scenario=threshold.scenario,
+        request=threshold.request,
         op=threshold.op,
         limit=limit,
         value=value,
@@ -112,7 +120,14 @@ def no_data(thresholds: Sequence[Threshold], snap: dict[str, Any]) -> bool:
 
 
 def describe(result: ThresholdResult) -> str:
-    """``http_req_duration p95 0.2513 !< 0.2`` style one-liner, base units."""
+    """``http_req_duration p95 0.2513 !< 0.2`` style one-liner, base units; a scope shows k6-style,
+    ``http_req_duration{scenario:shop,request:add-item}``."""
     value = "no data" if result.value is None else f"{result.value:.6g}"
     verdict = "" if result.ok else "!"
-    return f"{result.metric} {result.stat} {value} {verdict}{SYMBOLS[result.op]} {result.limit:.6g}"
+    return f"{scoped_name(result)} {result.stat} {value} {verdict}{SYMBOLS[result.op]} {result.limit:.6g}"
+
+
+def scoped_name(result: Threshold | ThresholdResult) -> str:
+    """The metric's name with its scope, if any: ``http_req_duration{request:add-item}``."""
+    scope = [f"{k}:{v}" for k, v in (("scenario", result.scenario), ("request", result.request)) if v]
+    return f"{result.metric}{{{','.join(scope)}}}" if scope else result.metric

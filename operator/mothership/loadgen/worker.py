@@ -259,7 +259,10 @@ def envelope(state: str, index: int, count: int, elapsed: float, start_at: float
     time (``stats.coarsen_step``: 64 -> 32 -> 16 -> 8 sub-buckets, the longest
     run first) until it fits. That is exact, so counts, sums, min and max are
     unchanged and only the quantile bound widens (0.8 % -> 1.6, 3.1, 6.2 %).
-    A text that still does not fit is returned as is; the caller warns.
+    The per-request rows coarsen next (``coarsen_step``); if it still does not
+    fit, the rows are left out and the snapshot says ``by_request_missing``
+    (totals stay exact; the coordinator's polled snapshots normally carry the
+    rows anyway). A text that still does not fit is returned as is; the caller warns.
     """
     body: dict[str, Any] = {
         "v": ENVELOPE_VERSION, "state": state, "index": index, "count": count,
@@ -273,7 +276,12 @@ def envelope(state: str, index: int, count: int, elapsed: float, start_at: float
         text = json.dumps(body, separators=(",", ":"))
         if len(text.encode()) <= limit:
             break
-        snap = coarsen_step(snap)
+        step = coarsen_step(snap)
+        if step is None and snap.get("rows"):
+            logger.warning("worker %d: per-request rows dropped from the summary to fit %d bytes",
+                           index, limit)
+            step = {**snap, "rows": [], "by_request_missing": True}
+        snap = step
     if snap is not snapshot and snap is not None:
         logger.info("worker %d: summary coarsened to fit %d bytes: %s", index, limit, ", ".join(
             f"{name} sub={check_layout(w['layout'])}" for name, w in snap["histograms"].items()))
@@ -306,7 +314,7 @@ class Worker:
         self.index = index
         self.count = count
         self.share = worker_share(spec, index, count)
-        self.stats = Stats([s.name for s in spec.scenarios])
+        self.stats = Stats.for_scenarios(spec.scenarios)
         self.base_url = base_url
         self.loadtest = loadtest
         self.summary_file = summary_file

@@ -288,8 +288,10 @@ class WsSession:
     def __init__(self, prepared: PreparedSession, scenario_index: int, stats: Stats,
                  now: Clock, stopping: StopSignal) -> None:
         self.p = prepared
-        self.si = scenario_index
-        self.stats = stats
+        self.stats = stats.ws_for(scenario_index)
+        """The scenario's WebSocket row: it records like a Stats, per scenario."""
+        self.si = self.stats.row
+        """The Stats row errors are counted in."""
         self.now = now
         self.stopping = stopping
         self.transport: WSTransport | None = None
@@ -315,7 +317,7 @@ class WsSession:
         """Replies go straight back out: the listener's inlined hot path applies."""
         self.payload = prepared.payload
         self.size = len(prepared.payload)
-        self.latency = stats.ws_msg_latency
+        self.latency = self.stats.ws_msg_latency
 
     # --- callbacks ------------------------------------------------------------
 

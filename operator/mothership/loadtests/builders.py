@@ -1,5 +1,6 @@
 """LoadTest children, built purely: the plan ConfigMap, the control-token
-Secret, the Indexed Job of workers and the optional PodMonitor.
+Secret, the Indexed Job of workers, the optional PodMonitor, and the results
+ConfigMap (the whole per-request table, too big for a status).
 
 No clock, no randomness, no API: the token, the resolved target URL and the
 image are passed in, so the same input gives the same bytes and the handler
@@ -10,16 +11,21 @@ handler creates it once and treats 409 as success.
 from __future__ import annotations
 
 import base64
+import json
 import math
 
 import yaml
 
 from mothership.api.common import Manifest, Owner, parse_duration, parse_quantity
 from mothership.api.loadtest import LoadTest
+from mothership.loadgen.coordinator import Result
 
 COMPONENT = "loadtest-worker"
 WORKER_PORT = 9090
 PLAN_KEY = "plan.yaml"
+RESULTS_KEY = "results.json"
+RESULTS_LIMIT = 1_000_000
+"""Bytes of results.json at most: a ConfigMap holds 1 MiB in all; the least busy rows go first."""
 TOKEN_KEY = "token"
 PLAN_DIR = "/etc/mothership/plan"
 TOKEN_DIR = "/etc/mothership/token"
@@ -37,6 +43,10 @@ def job_name(name: str) -> str:
 
 def plan_name(name: str) -> str:
     return f"{name}-plan"
+
+
+def results_name(name: str) -> str:
+    return f"{name}-results"
 
 
 def token_name(name: str) -> str:
@@ -76,6 +86,55 @@ def build_plan(lt: LoadTest, owner: Owner) -> Manifest:
         "kind": "ConfigMap",
         "metadata": _meta(lt, owner, plan_name(owner.name)),
         "data": {PLAN_KEY: yaml.safe_dump(plan, sort_keys=False)},
+    }
+
+
+def results_document(result: Result, limit: int = RESULTS_LIMIT) -> str:
+    """``results.json``: verdict, summary, thresholds and the whole per-request table, in ``limit`` bytes.
+
+    Shape: ``{"final", "verdict", "reason", "elapsed", "summary", "thresholds", "byRequest": [...],
+    "byRequestRows": N, "byRequestOmitted": k, "byRequestMissing": bool}``. A table too big for a
+    ConfigMap loses its least busy rows (fewest requests, later rows first), counted in
+    ``byRequestOmitted``; the rest keep their table order.
+    """
+    rows = [r.wire() for r in result.by_request]
+    body = {
+        "final": result.final,
+        "verdict": result.verdict.value if result.verdict else None,
+        "reason": result.reason,
+        "elapsed": result.elapsed,
+        "summary": result.summary.wire(),
+        "thresholds": [t.wire() for t in result.thresholds],
+        "byRequest": rows,
+        "byRequestRows": len(rows),
+        "byRequestOmitted": 0,
+        "byRequestMissing": result.by_request_missing,
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    excess = len(text.encode()) - limit
+    if excess > 0:
+        sizes = [len(json.dumps(r, separators=(",", ":")).encode()) + 1 for r in rows]
+        dropped: set[int] = set()
+        for i in sorted(range(len(rows)), key=lambda i: (result.by_request[i].requests, -i)):
+            if excess <= 0:
+                break
+            dropped.add(i)
+            excess -= sizes[i]
+        body["byRequest"] = [r for i, r in enumerate(rows) if i not in dropped]
+        body["byRequestOmitted"] = len(dropped)
+        text = json.dumps(body, separators=(",", ":"))
+    return text
+
+
+def build_results(owner: Owner, result: Result) -> Manifest:
+    """The ConfigMap ``<name>-results`` with the whole results (``results_document``), owned by the
+    LoadTest: deleted with it, or after ``ttlSecondsAfterFinished``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": results_name(owner.name), "namespace": owner.namespace,
+                     "labels": labels(owner.name), "ownerReferences": [owner.reference()]},
+        "data": {RESULTS_KEY: results_document(result)},
     }
 
 

@@ -21,8 +21,15 @@ from typing import Any
 
 import aiohttp
 
-from mothership.api.loadtest import FINAL_PHASES, LoadTestConditionType, LoadTestPhase, LoadTestStatus
+from mothership.api.loadtest import (
+    FINAL_PHASES,
+    LoadTestConditionType,
+    LoadTestPhase,
+    LoadTestStatus,
+    RequestStats,
+)
 from mothership.kube import KINDS, ApiError, Call, Kube
+from mothership.loadgen.thresholds import scoped_name
 from mothership.loadtests.status import condition, read_status
 
 EXIT_PASSED = 0
@@ -143,6 +150,25 @@ async def _watch(kube: Kube, namespace: str, name: str, version: str) -> Any:
                 yield json.loads(line)
 
 
+async def get_results(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The LoadTest's ``results.json`` from its ConfigMap ``<name>-results``, or None when there is
+    none (not written yet, deleted after the TTL, unreadable, or no permission to read it)."""
+    from mothership.loadtests.builders import RESULTS_KEY, results_name
+
+    try:
+        body = await kube.get("ConfigMap", results_name(name), namespace)
+    except ApiError:
+        return None
+    text = ((body or {}).get("data") or {}).get(RESULTS_KEY)
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 
@@ -166,11 +192,37 @@ def _threshold_line(result: Any) -> str:
     symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}.get(result.op, result.op)
     value = "no data" if result.value is None else f"{result.value:.6g}"
     mark = "ok  " if result.ok else "FAIL"
-    return f"    {mark} {result.metric} {result.stat} {symbol} {result.limit:.6g} (got {value})"
+    return f"    {mark} {scoped_name(result)} {result.stat} {symbol} {result.limit:.6g} (got {value})"
 
 
-def format_results(namespace: str, name: str, status: LoadTestStatus) -> str:
-    """The results as a small table for people: verdict, workers, summary, thresholds, failures."""
+def format_by_request(status: LoadTestStatus, results: dict[str, Any] | None) -> list[str]:
+    """The per-request table: every row from the results ConfigMap, else the busiest rows the status keeps."""
+    if results is not None and isinstance(results.get("byRequest"), list):
+        rows = [RequestStats.model_validate(r) for r in results["byRequest"]]
+        total = int(results.get("byRequestRows") or len(rows))
+        note = f" ({len(rows)} of {total} rows: a ConfigMap holds 1 MiB)" if len(rows) < total else ""
+    else:
+        rows, total = status.by_request, status.by_request_rows
+        note = f" (the {len(rows)} busiest of {total}; all were in the results ConfigMap)" \
+            if len(rows) < total else ""
+    if not rows:
+        return []
+    width = max(len(f"{r.scenario} {r.name}") for r in rows)
+    head = (f"    {'scenario name':<{width}}  {'reqs':>8} {'fails':>7} {'p50':>9} {'p95':>9} "
+            f"{'p99':>9} {'rps':>8}")
+    lines = [f"  by request{note}", head]
+    for r in rows:
+        d = r.duration
+        label = f"{r.scenario} {r.name}"
+        lines.append(f"    {label:<{width}}  {r.requests:>8} {r.errors:>7} {_ms(d.p50):>9} "
+                     f"{_ms(d.p95):>9} {_ms(d.p99):>9} {r.rps:>8.1f}")
+    return lines
+
+
+def format_results(namespace: str, name: str, status: LoadTestStatus,
+                   results: dict[str, Any] | None = None) -> str:
+    """The results as a small table for people: verdict, workers, summary, per-request table,
+    thresholds, failures. ``results`` is the results ConfigMap's document (``get_results``)."""
     s = status.summary
     completed = condition(status, LoadTestConditionType.COMPLETED)
     why = f" ({completed.reason}: {completed.message})" if completed and completed.status == "True" else ""
@@ -194,6 +246,7 @@ def format_results(namespace: str, name: str, status: LoadTestStatus) -> str:
                      f"{ws.abnormal_closures} abnormal closures, {ws.messages_sent} sent, "
                      f"{ws.messages_received} received, p95 {_ms(ws.message_latency.p95)}")
     lines.append(f"  data        {s.data_sent} bytes sent, {s.data_received} bytes received")
+    lines.extend(format_by_request(status, results))
     if status.thresholds:
         lines.append("  thresholds")
         lines.extend(_threshold_line(t) for t in status.thresholds)
@@ -204,6 +257,14 @@ def format_results(namespace: str, name: str, status: LoadTestStatus) -> str:
     return "\n".join(lines)
 
 
-def format_json(namespace: str, name: str, status: LoadTestStatus) -> str:
-    """The results as JSON: the LoadTest's name and namespace with its status (camelCase, as stored)."""
-    return json.dumps({"namespace": namespace, "name": name, **status.wire()}, indent=2)
+def format_json(namespace: str, name: str, status: LoadTestStatus,
+                results: dict[str, Any] | None = None) -> str:
+    """The results as JSON: the LoadTest's name and namespace with its status (camelCase, as stored);
+    with the results ConfigMap, ``byRequest`` is its whole table (plus byRequestOmitted/Missing)."""
+    body: dict[str, Any] = {"namespace": namespace, "name": name, **status.wire()}
+    if results is not None and isinstance(results.get("byRequest"), list):
+        body["byRequest"] = results["byRequest"]
+        body["byRequestRows"] = results.get("byRequestRows", len(results["byRequest"]))
+        body["byRequestOmitted"] = results.get("byRequestOmitted", 0)
+        body["byRequestMissing"] = results.get("byRequestMissing", False)
+    return json.dumps(body, indent=2)

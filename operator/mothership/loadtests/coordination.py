@@ -34,8 +34,10 @@ Two entry points:
   termination messages. Status is patched on every coordinator poll (about
   every 2 s) and the operator's per-LoadTest gauges follow it. ``spec.stop``,
   a failed worker pod, or the LoadTest's deletion stop the workers. After the
-  end, ``ttlSecondsAfterFinished`` deletes the Job, ConfigMap and Secret and
-  keeps the LoadTest with its results.
+  end, ``ttlSecondsAfterFinished`` deletes the Job, the ConfigMaps and the Secret and
+  keeps the LoadTest with its status. ``status.byRequest`` keeps the 10 busiest
+  rows of the per-request table; the whole table is applied to the ConfigMap
+  ``<name>-results`` (``results.json``) every 30 s and at the end.
 
 No handler or daemon here ever sleeps: waiting is ``await stopped.wait(t)``
 (kopf's stop flag, so deletion and shutdown wake it at once) or asyncio.
@@ -106,6 +108,8 @@ PODS_SECONDS = 1.0
 READY_TIMEOUT_SECONDS = builders.READY_TIMEOUT_SECONDS - 30
 """How long the operator waits for every worker pod to be Ready; a little less than the
 workers themselves wait, so the test is judged Errored before they give up and exit."""
+RESULTS_SECONDS = 30.0
+"""How often the results ConfigMap is rewritten while a test runs (and once at the end)."""
 WAIT_POD_END_SECONDS = 10.0
 """After the run, how long to wait for the released workers' pods to terminate (final counts)."""
 RELEASE_SECONDS = 30.0
@@ -429,6 +433,8 @@ class Run:
     reported: set[int] = field(default_factory=set)
     """Worker indexes already reported failed to the coordinator."""
     stop_reason: str | None = None
+    results_written: float = -math.inf
+    """Loop time the results ConfigMap was last written."""
     pods_seen: Callable[[], list[Manifest]] | None = None
     """This test's worker pods as the operator's pod watch last saw them (kopf's index), or None:
     then every look is a LIST."""
@@ -595,11 +601,28 @@ class Run:
         self.logger.info("Every worker starts at %s.", self.status.start_at)
 
     async def update(self, result: Result) -> None:
-        """The coordinator's ``on_update`` hook: live status every poll; the final one comes from finish."""
+        """The coordinator's ``on_update`` hook: live status every poll; the final one comes from finish.
+
+        The whole per-request table goes to the results ConfigMap every RESULTS_SECONDS (and at the end).
+        """
         if result.final:
             return
         await self.publish(self.observed(summary=result.summary, thresholds=result.thresholds,
+                                         by_request=result.by_request,
                                          extra_failures=self.failures_of(result), coordinating=True))
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.results_written + RESULTS_SECONDS:
+            await self.write_results(result)
+
+    async def write_results(self, result: Result) -> None:
+        """Apply the ConfigMap ``<name>-results`` (``builders.build_results``); a failure is logged only:
+        the status still has the totals and the busiest rows."""
+        self.results_written = asyncio.get_running_loop().time()
+        try:
+            await self.kube.apply(builders.build_results(Owner.of(dict(self.body)), result))
+        except ApiError as exc:
+            self.logger.warning("Could not write the results ConfigMap %s: %s",
+                                builders.results_name(self.name), exc)
 
     def failures_of(self, result: Result) -> list[WorkerFailure]:
         out = []
@@ -680,9 +703,11 @@ class Run:
             rebuilt = self.from_summaries(chosen, total)
             if rebuilt.verdict is not RunVerdict.ERRORED:
                 result = rebuilt
+        await self.write_results(result)
         await self.publish(self.observed(
-            summary=result.summary, thresholds=result.thresholds, verdict=verdict_of(result),
-            verdict_message=_sentence(result.reason), extra_failures=self.failures_of(result)))
+            summary=result.summary, thresholds=result.thresholds, by_request=result.by_request,
+            verdict=verdict_of(result), verdict_message=_sentence(result.reason),
+            extra_failures=self.failures_of(result)))
 
     async def stop_workers(self) -> None:
         """POST /stop once to every worker pod with an IP, concurrently, bounded (the test was deleted)."""
@@ -757,6 +782,7 @@ class Run:
         try:
             for kind, child in (("Job", builders.job_name(self.name)),
                                 ("ConfigMap", builders.plan_name(self.name)),
+                                ("ConfigMap", builders.results_name(self.name)),
                                 ("Secret", builders.token_name(self.name))):
                 if await self.kube.delete(kind, child, self.namespace):
                     deleted.append(f"{kind} {child}")

@@ -43,15 +43,18 @@ from typing import Any
 from mothership.api.common import Condition, ConditionStatus, Manifest
 from mothership.api.loadtest import (
     FINAL_PHASES,
+    STATUS_REQUEST_ROWS,
     LoadTestConditionType,
     LoadTestPhase,
     LoadTestReason,
     LoadTestSpec,
     LoadTestStatus,
+    RequestStats,
     Summary,
     ThresholdResult,
     WorkerCounts,
     WorkerFailure,
+    busiest,
 )
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
@@ -116,6 +119,8 @@ class Observed:
     """The coordinator's latest merged summary; None keeps the previous one."""
     thresholds: Sequence[ThresholdResult] | None = None
     """The coordinator's latest threshold results; None keeps the previous ones."""
+    by_request: Sequence[RequestStats] | None = None
+    """The coordinator's whole per-request table; status keeps its busiest rows. None keeps the previous."""
     verdict: Verdict | None = None
     verdict_message: str = ""
     """A sentence on how it ended (e.g. the abortOnFail threshold that failed, the unreachable worker)."""
@@ -365,6 +370,11 @@ def compute(observed: Observed, previous: LoadTestStatus | None = None) -> LoadT
         counts = prev.workers.model_copy(deep=True) if prev.workers.total else counts
     summary = observed.summary if observed.summary is not None else prev.summary
     thresholds = list(observed.thresholds) if observed.thresholds is not None else list(prev.thresholds)
+    if observed.by_request is not None:
+        by_request = busiest(list(observed.by_request), STATUS_REQUEST_ROWS)
+        by_request_rows = len(observed.by_request)
+    else:
+        by_request, by_request_rows = list(prev.by_request), prev.by_request_rows
     start_at = observed.start_at or prev.start_at
     refused = observed.refusal is not None
     workers_failed = counts.failed > tolerated
@@ -493,6 +503,8 @@ def compute(observed: Observed, previous: LoadTestStatus | None = None) -> LoadT
         completion_time=(prev.completion_time or stamp) if final else None,
         workers=counts,
         summary=summary,
+        by_request=by_request,
+        by_request_rows=by_request_rows,
         thresholds=thresholds,
         conditions=conditions,
         observed_generation=observed.generation if observed.generation is not None
