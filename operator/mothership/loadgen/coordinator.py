@@ -55,7 +55,8 @@ The Result's JSON shape (``Result.wire()``, camelCase)::
      "thresholds": [{...api.loadtest.ThresholdResult...}],
      "workers": [{"index", "url", "state", "elapsed", "startedAt"}],
      "failures": [{"index", "reason", "message"}],
-     "virtualUsersNow": 0, "wsConnectionsNow": 0}
+     "virtualUsersNow": 0, "wsConnectionsNow": 0,
+     "timeSeries": {...loadgen.timeseries.TimeSeries: "t", "requests", "p95", ... one entry per point}}
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ from ..api.loadtest import (
 )
 from .stats import by_request, empty_snapshot, expand, merge_snapshots, summarize
 from .thresholds import abort_reasons, describe, evaluate, no_data
+from .timeseries import Recorder, TimeSeries
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ class Result(Model):
     """Virtual users active at the last poll, summed over workers."""
     ws_connections_now: int = 0
     """WebSocket connections open at the last poll, summed over workers."""
+    time_series: TimeSeries = TimeSeries()
+    """The merged results per interval (``loadgen.timeseries``); empty when rebuilt from summaries."""
 
     def worker_counts(self) -> WorkerCounts:
         """The LoadTest ``status.workers`` block."""
@@ -281,6 +285,8 @@ class Coordinator:
         self._aborted: list[str] = []
         self._stop_sent = False
         self._history: deque[tuple[float, int]] = deque()
+        self.series = Recorder(interval=max(1.0, poll_interval))
+        """The time series of the merged snapshots (one point per second of load, or per poll if slower)."""
         self._session: aiohttp.ClientSession | None = None
 
     # --- public controls ----------------------------------------------------
@@ -508,6 +514,10 @@ class Coordinator:
         thresholds = evaluate(self.spec.thresholds, merged, elapsed)
         failures = [w.failure for w in self.workers if w.failure is not None]
         gauges = merged.get("gauges", {})
+        if final:
+            self.series.close(merged, elapsed)
+        else:
+            self.series.observe(merged, elapsed)
         result = Result(
             start_at=self.start_at,
             elapsed=round(elapsed, 3),
@@ -519,6 +529,7 @@ class Coordinator:
             failures=failures,
             virtual_users_now=gauges.get("virtual_users", {}).get("current", 0),
             ws_connections_now=gauges.get("ws_connections", {}).get("current", 0),
+            time_series=self.series.series(),
             final=final,
         )
         if final:

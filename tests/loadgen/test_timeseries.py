@@ -1,0 +1,113 @@
+"""The time series: per-interval deltas of merged snapshots that add up to the totals, exactly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mothership.api.vocabulary import QUANTILES, ErrorClass, Stat
+from mothership.loadgen.histogram import Histogram
+from mothership.loadgen.stats import Stats, merge_snapshots, summarize
+from mothership.loadgen.timeseries import Recorder, TimeSeries, by_request_totals
+
+SCENARIOS = ["browse"]
+
+
+def record(stats: Stats, rng: random.Random, n: int, scale: float, truth: Histogram) -> None:
+    for _ in range(n):
+        seconds = rng.lognormvariate(scale, 0.5)
+        stats.http(0, 200, seconds, 10, 10)
+        truth.record(seconds)
+
+
+def run(recorder: Recorder, intervals: int, seed: int = 1) -> tuple[list[Histogram], dict]:
+    """Two workers recording a slower and slower load; the recorder sees their merge every 0.25 s."""
+    rng = random.Random(seed)
+    workers = [Stats(SCENARIOS), Stats(SCENARIOS)]
+    truths: list[Histogram] = []
+    merged: dict = {}
+    for k in range(intervals):
+        truth = Histogram()
+        for step in range(4):
+            for i, w in enumerate(workers):
+                record(w, rng, 5 + 3 * i + k, -6 + 0.3 * k, truth)
+                w.virtual_users = k + i
+                if k == 3:
+                    w.error(0, ErrorClass.TIMEOUT, 1.0)
+                    truth.record(1.0)
+            merged = merge_snapshots(w.snapshot() for w in workers)
+            recorder.observe(merged, k + (step + 1) * 0.25)
+        # A delta's own min/max are unknown; the cumulative ones clamp its quantiles (as the series does).
+        wire = merged["histograms"]["http_req_duration"]
+        truth._min, truth._max = wire["min"], wire["max"]
+        truths.append(truth)
+    return truths, merged
+
+
+def test_points_are_exact_merged_deltas_and_add_up_to_the_totals() -> None:
+    recorder = Recorder()
+    truths, merged = run(recorder, 6)
+    recorder.close(merged, 6.0)
+    ts = recorder.series()
+    assert len(ts) == 6 and ts.t == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    summary = summarize(merged, 6.0)
+    assert sum(ts.requests) == summary.requests == sum(t.count for t in truths)
+    assert ts.requests == [t.count for t in truths]
+    assert ts.errors == {"timeout": [0, 0, 0, 8, 0, 0]}
+    # Each point's percentiles are those of exactly that interval's samples, over both workers.
+    for k, truth in enumerate(truths):
+        for stat, column in ((Stat.P50, ts.p50), (Stat.P95, ts.p95), (Stat.P99, ts.p99)):
+            expected = truth.quantile(QUANTILES[stat])
+            assert column[k] == pytest.approx(expected * 1000, rel=1e-9, abs=1e-6), (k, stat)
+    assert ts.p99[3] == pytest.approx(1000.0, rel=0.01)  # the timeouts show where they happened
+    assert ts.virtual_users == [1 + 2 * k for k in range(6)]  # the gauge at each point's end
+
+
+def test_close_adds_what_the_last_poll_brought_and_nothing_when_nothing_changed() -> None:
+    recorder = Recorder()
+    _, merged = run(recorder, 2)
+    w = Stats(SCENARIOS)
+    w.http(0, 200, 0.01, 1, 1)
+    later = merge_snapshots([merged, w.snapshot()])
+    recorder.close(later, 2.1)
+    assert recorder.series().requests[-1] == 1 and recorder.series().t[-1] == 2.1
+    recorder.close(later, 2.1)
+    assert len(recorder.series()) == 3
+
+
+def test_a_full_book_halves_exactly_and_stays_bounded() -> None:
+    recorder = Recorder(max_points=4)
+    truths, merged = run(recorder, 11)
+    recorder.close(merged, 11.0)
+    ts = recorder.series()
+    assert len(ts) <= 4 and ts.interval == 4.0
+    assert sum(ts.requests) == sum(t.count for t in truths)
+    # The first point is now intervals 0..3 merged: its p95 is the p95 of their union.
+    union = Histogram()
+    for truth in truths[:4]:
+        union.merge(truth)
+    assert ts.t[0] == 4.0
+    assert ts.p95[0] == pytest.approx(union.quantile(0.95) * 1000, abs=1e-6)
+    assert ts.virtual_users[0] == 1 + 2 * 3  # the later gauge
+
+
+def test_series_lists_align_and_survive_json() -> None:
+    recorder = Recorder()
+    run(recorder, 3)
+    wire = recorder.series().wire()
+    lengths = {k: len(v) for k, v in wire.items() if isinstance(v, list)}
+    assert set(lengths.values()) == {3}, lengths
+    assert TimeSeries.model_validate(wire) == recorder.series()
+
+
+def test_per_request_rows_are_kept_for_the_top_names() -> None:
+    recorder = Recorder(top=2)
+    snaps = [{"by_request": {"a": {"requests": 5, "errors": 1}, "b": {"requests": 1}, "c": {"requests": 9}}},
+             {"by_request": {"a": {"requests": 8, "errors": 1}, "b": {"requests": 2}, "c": {"requests": 9}}}]
+    assert by_request_totals(snaps[0]) == {"a": (5, 1), "b": (1, 0), "c": (9, 0)}
+    recorder.observe(snaps[0], 1.0)
+    recorder.observe(snaps[1], 2.0)
+    rows = recorder.series().by_request
+    assert list(rows) == ["c", "a"]  # by requests, b (2) dropped
+    assert rows["a"].requests == [5, 3] and rows["a"].errors == [1, 0] and rows["c"].requests == [9, 0]
