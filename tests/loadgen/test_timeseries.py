@@ -74,6 +74,11 @@ def test_close_adds_what_the_last_poll_brought_and_nothing_when_nothing_changed(
     assert recorder.series().requests[-1] == 1 and recorder.series().t[-1] == 2.1
     recorder.close(later, 2.1)
     assert len(recorder.series()) == 3
+    # A last poll with no load time since the previous point folds into it: every point has a length.
+    later = merge_snapshots([later, w.snapshot()])
+    recorder.close(later, 2.1)
+    ts = recorder.series()
+    assert ts.t == [1.0, 2.0, 2.1] and ts.requests[-1] == 2
 
 
 def test_a_full_book_halves_exactly_and_stays_bounded() -> None:

@@ -19,19 +19,19 @@ STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 """Signals that stop a local run gracefully (partial summary, --out, exit 2); a second one aborts."""
 
 
-def out_problem(path: Path) -> str | None:
-    """Why ``--out PATH`` cannot be written, checked before the test runs; None if it can."""
+def out_problem(path: Path, option: str = "--out") -> str | None:
+    """Why ``--out PATH`` (or ``option``) cannot be written, checked before the test runs; None if it can."""
     if path.is_dir():
-        return f"--out {path}: is a directory"
+        return f"{option} {path}: is a directory"
     if path.exists() and not path.is_file():  # /dev/stdout, a FIFO, /dev/full: written in place
-        return None if os.access(path, os.W_OK) else f"--out {path}: not writable"
+        return None if os.access(path, os.W_OK) else f"{option} {path}: not writable"
     folder = path.parent
     if not folder.is_dir():
-        return f"--out {path}: no such directory {folder}"
+        return f"{option} {path}: no such directory {folder}"
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        return f"--out {path}: cannot write in {folder}: {exc.strerror or exc}"
+        return f"{option} {path}: cannot write in {folder}: {exc.strerror or exc}"
     os.close(fd)
     os.unlink(probe)
     return None
@@ -111,6 +111,17 @@ def loadtest_run(
                      help="Worker i serves /metrics on 127.0.0.1:BASE+i (for Prometheus), BASE 1 to 65000; "
                           "default: free ports."),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained HTML report (charts, tables, spec) to this file "
+                          "(checked before the run)."),
+    ] = None,
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the report live on 127.0.0.1 as it runs, then until Ctrl-C.")
+    ] = False,
+    web_port: Annotated[
+        int, typer.Option(help="The --web port on 127.0.0.1, 0 to 65535 (0: a free one).")
+    ] = 8090,
 ) -> None:
     """Run a LoadTest with local worker processes; exit 0 if its thresholds pass, 1 if not, 2 otherwise.
 
@@ -132,8 +143,10 @@ def loadtest_run(
     from rich.logging import RichHandler
 
     from mothership.loadgen import live as view
-    from mothership.loadgen.coordinator import Coordinator, Verdict
+    from mothership.loadgen import report as pages
+    from mothership.loadgen.coordinator import Coordinator, Result, Verdict
     from mothership.loadgen.local import CouldNotRun, run_local
+    from mothership.loadgen.web import ReportServer
     from mothership.loadgen.worker import PlanError, read_plan
 
     console = Console(highlight=False)
@@ -148,6 +161,8 @@ def loadtest_run(
         raise fail(f"--workers must be 1 to {MAX_LOCAL_WORKERS}, not {workers}")
     if metrics_port is not None and not 1 <= metrics_port <= 65000:
         raise fail(f"--metrics-port must be 1 to 65000, not {metrics_port}")
+    if not 0 <= web_port <= 65535:
+        raise fail(f"--web-port must be 0 to 65535, not {web_port}")
     try:
         spec, name = read_plan(file)
     except PlanError as exc:
@@ -164,6 +179,8 @@ def loadtest_run(
         raise fail(f"{file}: {problem}" if workers is None else f"--workers {workers}: {problem}")
     if out is not None and (problem := out_problem(out)):
         raise fail(problem)
+    if report is not None and (problem := out_problem(report, "--report")):
+        raise fail(problem)
     base_url = target or spec.target.url
     title = f"{name or file.stem}: {count} worker{'s' * (count != 1)}"
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
@@ -176,8 +193,15 @@ def loadtest_run(
         assert task is not None
 
         stop_reasons: list[str] = []
+        latest = [Result()]
+        serving = asyncio.Event()
+        """Set once the run is over and --web keeps serving the final page: a signal then ends it."""
+        done_serving = asyncio.Event()
 
         def on_signal(signame: str) -> None:
+            if serving.is_set():
+                done_serving.set()
+                return
             if stop_reasons:
                 task.cancel()
                 return
@@ -195,32 +219,55 @@ def loadtest_run(
         signals = [getattr(signal, s) for s in STOP_SIGNALS]
         for sig in signals:
             loop.add_signal_handler(sig, on_signal, sig.name)
+        server = ReportServer(lambda: pages.render(latest[0], spec, title=title, live=True), port=web_port)
         try:
             try:
+                if web:
+                    try:
+                        url = await server.start()
+                    except OSError as exc:
+                        raise CouldNotRun(f"--web-port {web_port}: {exc.strerror or exc}") from None
+                    errors.print(f"live report: {url}", soft_wrap=True)
                 with view.LiveView(console, spec, title=title,
                                    enabled=live and console.is_terminal) as live_view:
+
+                    def on_update(update: Result) -> None:
+                        latest[0] = update
+                        live_view.update(update)
+
                     result, target_stats = await run_local(
                         spec, base_url=base_url, workers=count, loadtest=name or "local",
                         demo_target=demo_target, metrics_port=metrics_port,
-                        on_update=live_view.update, on_coordinator=on_coordinator)
+                        on_update=on_update, on_coordinator=on_coordinator)
             except CouldNotRun as exc:
                 typer.echo(f"could not run: {exc}", err=True)
                 return 2
+            latest[0] = result
             # Still under the handlers: a signal now waits for the summary and --out to be written.
             view.print_summary(console, result, title=title)
             if target_stats is not None:
                 console.print(view.format_target_stats(target_stats))
             code = {Verdict.PASSED: 0, Verdict.FAILED: 1}.get(result.verdict or Verdict.ERRORED, 2)
+            files: list[tuple[str, Path, str]] = []
             if out is not None:
+                files.append(("--out", out, json.dumps(result.wire(), indent=2) + "\n"))
+            if report is not None:
+                files.append(("--report", report, pages.render(result, spec, title=title)))
+            for option, path, text in files:
                 try:
-                    write_out(out, json.dumps(result.wire(), indent=2) + "\n")
+                    write_out(path, text)
                 except OSError as exc:
-                    typer.echo(f"--out {out}: not written: {exc.strerror or exc}", err=True)
+                    typer.echo(f"{option} {path}: not written: {exc.strerror or exc}", err=True)
                     return 2
+            if web:
+                serving.set()
+                errors.print(f"serving the final report on {server.url} until Ctrl-C", soft_wrap=True)
+                await done_serving.wait()
             return code
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            await server.stop()
 
     try:
         code = uvloop.run(main())

@@ -294,7 +294,7 @@ class Recorder:
         for k, (r, e) in now.by_request.items():
             r0, e0 = last.by_request.get(k, (0, 0))
             by_request[k] = (r - r0, e - e0)
-        self.points.append(_Point(
+        point = _Point(
             t=round(t, 3),
             requests=now.requests - last.requests,
             errors=errors,
@@ -302,7 +302,12 @@ class Recorder:
             gauges=_gauges(merged),
             latency=_minus(now.latency, last.latency),
             by_request=by_request,
-        ))
+        )
+        if self.points and point.t <= self.points[-1].t:
+            # No load time passed (the final poll after the workers froze): fold it into the last point,
+            # so every point has a positive length and a finite rate.
+            point = self.points.pop().plus(point)
+        self.points.append(point)
         self._last = now
         self._last_t = t
         if len(self.points) >= self.max_points:

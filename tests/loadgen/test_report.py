@@ -1,0 +1,38 @@
+"""The HTML report's contract, without a browser (tests/browser checks what a browser draws)."""
+
+from __future__ import annotations
+
+import re
+
+from mothership.api.loadtest import Summary, ThresholdResult
+from mothership.loadgen.coordinator import Result, Verdict
+from mothership.loadgen.report import rates, render, svg_chart
+from mothership.loadgen.timeseries import TimeSeries
+
+
+def test_rates_divide_each_delta_by_its_own_length() -> None:
+    assert rates([1.0, 2.5, 2.5, 4.0], [10, 30, 5, 0]) == [10.0, 20.0, None, 0.0]
+
+
+def test_a_series_with_gaps_draws_one_vertex_per_value_and_breaks_the_line() -> None:
+    svg = svg_chart("latency", "HTTP latency", "ms", [1.0, 2.0, 3.0, 4.0], [("p95", [5.0, None, 7.0, 8.0])])
+    path = re.search(r'<path class="series"[^>]*data-points="(\d+)"[^>]* d="([^"]*)"', svg)
+    assert path is not None and path.group(1) == "3"
+    assert re.findall(r"[ML]", path.group(2)) == ["M", "M", "L"]
+
+
+def test_the_page_is_self_contained_and_escapes_what_it_shows() -> None:
+    ts = TimeSeries(t=[1.0, 2.0], requests=[3, 4], errors={"timeout": [0, 1]}, p50=[1.0, 2.0],
+                    p95=[2.0, 3.0], p99=[3.0, 4.0], virtual_users=[1, 1], ws_connections=[0, 0],
+                    ws_sessions=[0, 0], ws_msgs_sent=[0, 0], ws_msgs_received=[0, 0],
+                    dropped_iterations=[0, 0])
+    result = Result(verdict=Verdict.FAILED, reason="1 of 1 thresholds failed: <img onerror=x>", final=True,
+                    summary=Summary(requests=7), time_series=ts,
+                    thresholds=[ThresholdResult(metric="errors", stat="rate", op="lt", limit=0.01, value=0.2,
+                                                ok=False)])
+    page = render(result, None, title="t</title><script>")
+    assert not re.search(r"""(src|href)\s*=|url\(|@import|https?://""", page)
+    assert "<img" not in page and "t</title><script>" not in page
+    assert 'data-verdict="failed"' in page and 'data-requests="7"' in page and 'data-final="true"' in page
+    assert len(re.findall(r'<svg class="chart"', page)) == 4
+    assert 'data-name="errors/s timeout"' in page
