@@ -281,6 +281,7 @@ def render(result: Result, spec: LoadTestSpec | None, *, title: str, live: bool 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>{title}</title><style>{style}</style></head>
 <body data-live="{live}">{main}
 <div id="tip" hidden></div>
