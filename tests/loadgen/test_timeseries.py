@@ -108,11 +108,18 @@ def test_series_lists_align_and_survive_json() -> None:
 
 def test_per_request_rows_are_kept_for_the_top_names() -> None:
     recorder = Recorder(top=2)
-    snaps = [{"by_request": {"a": {"requests": 5, "errors": 1}, "b": {"requests": 1}, "c": {"requests": 9}}},
-             {"by_request": {"a": {"requests": 8, "errors": 1}, "b": {"requests": 2}, "c": {"requests": 9}}}]
-    assert by_request_totals(snaps[0]) == {"a": (5, 1), "b": (1, 0), "c": (9, 0)}
+
+    def row(name: str, requests: int, errors: int = 0, protocol: str = "http") -> dict:
+        ws = protocol == "ws"
+        counts = {"counters": {"ws_sessions": requests}} if ws else {"http_reqs": {"2xx": requests}}
+        return {"scenario": "s", "name": name, "protocol": protocol, **counts,
+                "errors": {"timeout": errors} if errors else {}}
+
+    snaps = [{"rows": [row("a", 5, 1), row("b", 1), row("c", 9, protocol="ws")]},
+             {"rows": [row("a", 8, 1), row("b", 2), row("c", 9, protocol="ws")]}]
+    assert by_request_totals(snaps[0]) == {"s/a": (5, 1), "s/b": (1, 0), "s/c": (9, 0)}
     recorder.observe(snaps[0], 1.0)
     recorder.observe(snaps[1], 2.0)
     rows = recorder.series().by_request
-    assert list(rows) == ["c", "a"]  # by requests, b (2) dropped
-    assert rows["a"].requests == [5, 3] and rows["a"].errors == [1, 0] and rows["c"].requests == [9, 0]
+    assert list(rows) == ["s/c", "s/a"]  # by requests, b (2) dropped
+    assert rows["s/a"].requests == [5, 3] and rows["s/a"].errors == [1, 0] and rows["s/c"].requests == [9, 0]

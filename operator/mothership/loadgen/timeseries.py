@@ -218,18 +218,19 @@ class _Totals:
 
 
 def by_request_totals(snap: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
-    """(requests, errors) per request name from a snapshot's ``by_request`` rows (empty without them)."""
-    rows = snap.get("by_request") or {}
+    """(requests, errors) per request row of a snapshot's ``rows``, keyed ``scenario/name`` (empty without).
+
+    A WebSocket row's requests are its sessions, as in the per-request table.
+    """
     out: dict[str, tuple[int, int]] = {}
-    for name, row in rows.items():
-        if isinstance(row, Mapping):
-            requests = row.get("requests", row.get("http_reqs", 0))
-            if isinstance(requests, Mapping):
-                requests = sum(requests.values())
-            errors = row.get("errors", 0)
-            if isinstance(errors, Mapping):
-                errors = sum(errors.values())
-            out[str(name)] = (int(requests or 0), int(errors or 0))
+    for row in snap.get("rows") or ():
+        if row.get("protocol") == "ws":
+            requests = int(row.get("counters", {}).get("ws_sessions", 0))
+        else:
+            requests = sum(row.get("http_reqs", {}).values())
+        key = f"{row.get('scenario', '')}/{row.get('name', '')}"
+        r0, e0 = out.get(key, (0, 0))
+        out[key] = (r0 + requests, e0 + sum(row.get("errors", {}).values()))
     return out
 
 
