@@ -9,7 +9,16 @@ import pytest
 from mothership.api.vocabulary import QUANTILES, ErrorClass, Stat
 from mothership.loadgen.histogram import Histogram
 from mothership.loadgen.stats import Stats, merge_snapshots, summarize
-from mothership.loadgen.timeseries import Recorder, TimeSeries, by_request_totals
+from mothership.loadgen.timeseries import (
+    MAX_POINTS,
+    PACKED_LIMIT,
+    Recorder,
+    RequestSeries,
+    TimeSeries,
+    by_request_totals,
+    pack,
+    unpack,
+)
 
 SCENARIOS = ["browse"]
 
@@ -123,3 +132,42 @@ def test_per_request_rows_are_kept_for_the_top_names() -> None:
     rows = recorder.series().by_request
     assert list(rows) == ["s/c", "s/a"]  # by requests, b (2) dropped
     assert rows["s/a"].requests == [5, 3] and rows["s/a"].errors == [1, 0] and rows["s/c"].requests == [9, 0]
+
+
+def worst_case(points: int = MAX_POINTS, names: int = 10, seed: int = 3) -> TimeSeries:
+    """A full series of noisy values: every error class, ``names`` request series."""
+    rng = random.Random(seed)
+
+    def ints(scale: int) -> list[int]:
+        return [rng.randrange(scale) for _ in range(points)]
+
+    def ms() -> list[float | None]:
+        return [round(rng.lognormvariate(3, 1), 6) for _ in range(points)]
+
+    return TimeSeries(
+        interval=4.0, t=[round(4 * k + rng.random(), 3) for k in range(1, points + 1)],
+        requests=ints(10**6), errors={c.value: ints(10**4) for c in ErrorClass},
+        p50=ms(), p95=ms(), p99=ms(), virtual_users=ints(10**5), ws_connections=ints(10**5),
+        ws_sessions=ints(10**4), ws_msgs_sent=ints(10**6), ws_msgs_received=ints(10**6),
+        dropped_iterations=ints(10**3),
+        by_request={f"scenario-{k}/GET /api/items/{k}": RequestSeries(requests=ints(10**5), errors=ints(100))
+                    for k in range(names)})
+
+
+def test_a_packed_series_round_trips_within_its_documented_bound() -> None:
+    ts = worst_case()
+    data = pack(ts)
+    assert len(data) <= 72 * 1024 < PACKED_LIMIT  # the docstring's "about 64 KiB"
+    assert unpack(data) == ts
+    with pytest.raises(ValueError, match="not a packed time series"):
+        unpack(b"{}")
+
+
+def test_past_the_limit_the_least_busy_request_series_go_first() -> None:
+    ts = worst_case(points=50, names=3)
+    ts.by_request["scenario-1/GET /api/items/1"].requests = [10**6] * 50
+    full = len(pack(ts))
+    least = min(ts.by_request, key=lambda k: sum(ts.by_request[k].requests))
+    kept = unpack(pack(ts, limit=full - 1))
+    assert set(kept.by_request) == set(ts.by_request) - {least}
+    assert kept.requests == ts.requests and kept.p95 == ts.p95

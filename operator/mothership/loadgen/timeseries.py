@@ -37,6 +37,8 @@ This module knows nothing of HTTP, rendering or Kubernetes.
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from array import array
 from collections.abc import Mapping
@@ -55,6 +57,10 @@ TOP_REQUESTS = 10
 """Request names kept per series (by requests)."""
 LATENCY = "http_req_duration"
 QUANTILE_STATS: tuple[Stat, ...] = (Stat.P50, Stat.P95, Stat.P99)
+PACKED_LIMIT = 256 * 1024
+"""Bytes a packed series may take in the results ConfigMap (of its 1 MiB). The worst case, 720 points
+with every error class and 10 request names of noisy values, packs to about 64 KiB (tests/loadgen/
+test_timeseries.py); past the limit the per-request series are dropped, least busy first."""
 
 
 class RequestSeries(Model):
@@ -92,6 +98,29 @@ class TimeSeries(Model):
 
     def __len__(self) -> int:
         return len(self.t)
+
+
+def pack(ts: TimeSeries, limit: int = PACKED_LIMIT) -> bytes:
+    """The series as gzipped compact JSON for a ConfigMap's ``binaryData``, at most ``limit`` bytes.
+
+    Past ``limit`` the per-request series go, least busy first; what is left
+    (the totals over time) is bounded by ``MAX_POINTS`` well within it.
+    """
+    wire = ts.wire()
+    names = sorted(ts.by_request, key=lambda k: sum(ts.by_request[k].requests))
+    while True:
+        data = gzip.compress(json.dumps(wire, separators=(",", ":")).encode(), mtime=0)
+        if len(data) <= limit or not names:
+            return data
+        del wire["byRequest"][names.pop(0)]
+
+
+def unpack(data: bytes) -> TimeSeries:
+    """The series ``pack`` wrote; ValueError when the bytes are not one."""
+    try:
+        return TimeSeries.model_validate_json(gzip.decompress(data))
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"not a packed time series: {exc}") from None
 
 
 COUNTERS: tuple[str, ...] = ("ws_sessions", "ws_msgs_sent", "ws_msgs_received", "dropped_iterations")
