@@ -9,7 +9,9 @@ no operator there would race the test for the status.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typer.testing import CliRunner
 from mothership.api.loadtest import LoadTestPhase
 from mothership.cli import app
 from mothership.kube import Kube
+from mothership.loadgen.timeseries import TimeSeries, pack
 from mothership.loadtests import client
 from tests.controlplane import ControlPlane
 from tests.operator.harness import namespace_name
@@ -158,6 +161,32 @@ async def test_results_as_a_table_shows_latency_thresholds_and_failures(api: Kub
 async def test_results_refuses_an_unknown_output_and_a_missing_test(api: Kube) -> None:
     assert (await run_cli("results", "done", "-n", NS, "-o", "yaml"))[0] == 2
     assert (await run_cli("results", "nope", "-n", NS))[0] == 2
+
+
+async def test_report_draws_the_stored_series_and_falls_back_to_status_without_it(
+        api: Kube, tmp_path: Path) -> None:
+    series = TimeSeries(t=[1.0, 2.0, 2.5], requests=[500, 600, 100], p50=[1.0, 2.0, None],
+                        p95=[3.0, 4.0, None], p99=[5.0, 6.0, None], virtual_users=[2, 2, 0],
+                        ws_connections=[0, 0, 0], ws_sessions=[0, 0, 0], ws_msgs_sent=[0, 0, 0],
+                        ws_msgs_received=[0, 0, 0], dropped_iterations=[0, 0, 0])
+    await make(api, "done", status("Passed"))
+    await api.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": client.results_configmap("done"), "namespace": NS},
+                     "binaryData": {client.SERIES_KEY: base64.b64encode(pack(series)).decode()}})
+    page = tmp_path / "report.html"
+    code, out = await run_cli("report", "done", "-n", NS, "-o", str(page))
+    assert code == 0, out
+    assert "passed, 3 points" in out
+    text = page.read_text()
+    assert 'data-verdict="passed"' in text and 'data-requests="1200"' in text
+    assert re.search(r'data-name="p95" data-points="2"', text)
+    assert "http_req_duration" in text and "virtualUsers: 2" in text  # thresholds and the spec
+
+    await make(api, "bare", status("Failed"))
+    code, out = await run_cli("report", "bare", "-n", NS, "-o", str(page))
+    assert code == 0 and "failed, 0 points" in out
+    assert 'data-verdict="failed"' in page.read_text()
+    assert (await run_cli("report", "nope", "-n", NS, "-o", str(page)))[0] == 2
 
 
 def test_exit_codes_are_0_passed_1_failed_2_otherwise() -> None:

@@ -347,3 +347,45 @@ def loadtest_results(
         return 0
 
     raise typer.Exit(asyncio.run(main()))
+
+
+@loadtest_app.command("report")
+def loadtest_report(
+    name: Annotated[str, typer.Argument(help="The LoadTest's name.")],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Its namespace; default: the context's.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML file to write.")
+    ] = Path("report.html"),
+) -> None:
+    """Write a cluster LoadTest's report: the same self-contained HTML page as ``run --report``.
+
+    Charts and the per-request table come from its results ConfigMap (kept after the pods are gone);
+    without it, the page shows what the status holds.
+    """
+    import asyncio
+
+    from mothership.kube import ApiError, Kube
+    from mothership.loadgen.report import render
+    from mothership.loadtests import client
+
+    ns = namespace or client.default_namespace()
+
+    async def main() -> int:
+        async with Kube.connect() as kube:
+            try:
+                result, spec = await client.read_report(kube, ns, name)
+            except (client.NotFound, ApiError) as exc:
+                typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
+                return client.EXIT_OTHER
+        try:
+            output.write_text(render(result, spec, title=f"LoadTest {ns}/{name}"))
+        except OSError as exc:
+            typer.echo(f"--output {output}: {exc.strerror or exc}", err=True)
+            return client.EXIT_OTHER
+        typer.echo(f"{output}: {result.verdict.value if result.verdict else 'running'}, "
+                   f"{len(result.time_series)} points")
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))

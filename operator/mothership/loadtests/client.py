@@ -12,10 +12,12 @@ CLI prints. Nothing here decides a phase; it reads what ``status.compute`` wrote
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,29 @@ from mothership.api.loadtest import (
     FINAL_PHASES,
     LoadTestConditionType,
     LoadTestPhase,
+    LoadTestSpec,
     LoadTestStatus,
     RequestStats,
 )
 from mothership.kube import KINDS, ApiError, Call, Kube
+from mothership.loadgen.coordinator import Result, Verdict, WorkerReport
 from mothership.loadgen.thresholds import scoped_name
+from mothership.loadgen.timeseries import unpack
 from mothership.loadtests.status import condition, read_status
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_OTHER = 2
 """Errored, Stopped, not found, or timed out."""
+
+SERIES_KEY = "timeseries.json.gz"
+"""The results ConfigMap's ``binaryData`` key holding the packed time series (``loadgen.timeseries.pack``)."""
+
+
+def results_configmap(name: str) -> str:
+    """The results ConfigMap's name (placeholder until byrequest's ``builders.results_name`` lands)."""
+    return f"{name}-results"
+
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -167,6 +181,63 @@ async def get_results(kube: Kube, namespace: str, name: str) -> dict[str, Any] |
     except ValueError:
         return None
     return document if isinstance(document, dict) else None
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def result_from_status(status: LoadTestStatus) -> Result:
+    """A Result from what the LoadTest's status keeps: verdict, summary, thresholds, failed workers.
+
+    The fallback when the results ConfigMap is gone: the report then has no
+    charts or per-request table, and says so by their being empty.
+    """
+    verdicts = {LoadTestPhase.PASSED: Verdict.PASSED, LoadTestPhase.FAILED: Verdict.FAILED,
+                LoadTestPhase.STOPPED: Verdict.STOPPED, LoadTestPhase.ERRORED: Verdict.ERRORED}
+    verdict = verdicts.get(status.phase)
+    completed = condition(status, LoadTestConditionType.COMPLETED)
+    reason = completed.message if completed is not None and completed.status == "True" else status.phase.value
+    start_at = None
+    if status.start_at:
+        with contextlib.suppress(ValueError):
+            start_at = datetime.datetime.fromisoformat(status.start_at.replace("Z", "+00:00")).timestamp()
+    failed = {f.index: f for f in status.workers.failures}
+    workers = [WorkerReport(index=i, state="failed" if i in failed else "done" if verdict else "unknown",
+                            elapsed=status.summary.duration_seconds) for i in range(status.workers.total)]
+    return Result(verdict=verdict, reason=reason, final=verdict is not None, start_at=start_at,
+                  elapsed=status.summary.duration_seconds, summary=status.summary,
+                  thresholds=status.thresholds, workers=workers, failures=status.workers.failures)
+
+
+def apply_stored(result: Result, data: Mapping[str, str], binary: Mapping[str, str]) -> Result:
+    """``result`` completed from a results ConfigMap's ``data`` and ``binaryData`` (base64), where present."""
+    packed = binary.get(SERIES_KEY)
+    if packed:
+        # An unreadable series leaves the report without charts, not without results.
+        with contextlib.suppress(ValueError):
+            result.time_series = unpack(base64.b64decode(packed))
+    return result
+
+
+async def read_report(kube: Kube, namespace: str, name: str) -> tuple[Result, LoadTestSpec | None]:
+    """The final (or latest) Result of a cluster LoadTest and its spec: the results ConfigMap over status.
+
+    :class:`NotFound` when the LoadTest does not exist; a missing ConfigMap
+    (never written, or deleted with the test's children) falls back to status.
+    """
+    body = await kube.get("LoadTest", name, namespace)
+    if body is None:
+        raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    spec: LoadTestSpec | None
+    try:
+        spec = LoadTestSpec.model_validate(body.get("spec") or {})
+    except ValueError:
+        spec = None
+    result = result_from_status(read_status(body.get("status")))
+    stored = await kube.get("ConfigMap", results_configmap(name), namespace)
+    if stored is not None:
+        result = apply_stored(result, stored.get("data") or {}, stored.get("binaryData") or {})
+    return result, spec
 
 
 # --- rendering --------------------------------------------------------------------------------
