@@ -37,17 +37,29 @@ This module knows nothing of HTTP, rendering or Kubernetes.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
 from array import array
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import accumulate
+from operator import add, sub
 from typing import Any
 
 from ..api.common import Model
 from ..api.vocabulary import QUANTILES, Stat
-from .histogram import SUB_BUCKETS, check_layout, coarsen_wire, layout_of, quantile_of
+from .histogram import (
+    LOW_EXPONENT,
+    SUB_BUCKETS,
+    bucket_lower,
+    check_layout,
+    coarsen_wire,
+    layout_of,
+)
 
 MAX_POINTS = 720
 """Points kept at most; when full, adjacent pairs merge and the interval doubles."""
@@ -127,6 +139,12 @@ COUNTERS: tuple[str, ...] = ("ws_sessions", "ws_msgs_sent", "ws_msgs_received", 
 GAUGES: tuple[str, ...] = ("virtual_users", "ws_connections")
 
 
+@functools.cache
+def _exact(q: float) -> Fraction:
+    """``q`` as the fraction ``histogram.rank_of`` uses (cached: the same three quantiles every point)."""
+    return Fraction(q).limit_denominator(1_000_000)
+
+
 @dataclass
 class _Hist:
     """A histogram delta: a bucket run at ``sub`` sub-buckets plus the exact scalars."""
@@ -140,12 +158,27 @@ class _Hist:
     lo: float = math.inf
     hi: float = -math.inf
 
-    def quantile_ms(self, q: float) -> float | None:
+    def quantiles_ms(self, qs: Sequence[float]) -> tuple[float | None, ...]:
+        """``quantile_of``'s nearest-rank quantiles, in ms, all from one C-speed running sum (bisect)."""
         if not self.count:
-            return None
-        value = quantile_of(self.counts.tolist(), self.underflow, self.overflow, self.count,
-                            self.lo, self.hi, q, offset=self.offset, sub=self.sub)
-        return None if value is None else round(value * 1000.0, 6)
+            return tuple(None for _ in qs)
+        running = list(accumulate(self.counts))
+        out: list[float | None] = []
+        for q in qs:
+            rank = min(self.count, max(1, math.ceil(_exact(q) * self.count)))  # histogram.rank_of
+            if rank <= self.underflow:
+                value = self.lo
+            else:
+                i = bisect_left(running, rank - self.underflow)
+                if i == len(running):
+                    value = self.hi  # the rank is in the overflow bucket
+                else:
+                    index = i + self.offset
+                    mid = bucket_lower(index, self.sub) + math.ldexp(0.5 / self.sub,
+                                                                     index // self.sub + LOW_EXPONENT)
+                    value = min(max(mid, self.lo), self.hi)
+            out.append(round(value * 1000.0, 6))
+        return tuple(out)
 
     def plus(self, other: _Hist) -> _Hist:
         sub = min(self.sub, other.sub)
@@ -163,25 +196,28 @@ class _Hist:
 
 
 def _add_runs(oa: int, ra: array[int], ob: int, rb: array[int], sign: int) -> tuple[int, array[int]]:
-    """Runs at offsets ``oa``/``ob`` added (sign 1) or ``b`` subtracted (sign -1); negatives clamp to 0."""
+    """Runs at offsets ``oa``/``ob`` added (sign 1) or ``b`` subtracted (sign -1); negatives clamp to 0.
+
+    Both are padded to one span and combined with ``map`` (C speed: bench/timeseries.py).
+    """
     if not rb:
         return oa, array("Q", ra)
     if not ra and sign > 0:
         return ob, array("Q", rb)
     lo = min(oa, ob) if ra else ob
     hi = max(oa + len(ra), ob + len(rb))
-    out = [0] * (hi - lo)
-    out[oa - lo:oa - lo + len(ra)] = ra
-    for k, c in enumerate(rb, ob - lo):
-        out[k] += sign * c
-    if sign < 0:
+    a = [0] * (oa - lo) + ra.tolist() + [0] * (hi - oa - len(ra)) if ra else [0] * (hi - lo)
+    b = [0] * (ob - lo) + rb.tolist() + [0] * (hi - ob - len(rb))
+    out = list(map(sub if sign < 0 else add, a, b))
+    if sign < 0 and min(out) < 0:
         out = [c if c > 0 else 0 for c in out]
-    while out and not out[-1]:
-        out.pop()
+    end = len(out)
+    while end and not out[end - 1]:
+        end -= 1
     start = 0
-    while start < len(out) and not out[start]:
+    while start < end and not out[start]:
         start += 1
-    return lo + start, array("Q", out[start:])
+    return lo + start, array("Q", out[start:end])
 
 
 def _hist_of(wire: Mapping[str, Any] | None) -> _Hist:
@@ -219,7 +255,7 @@ class _Point:
 
     def __post_init__(self) -> None:
         if not self.quantiles:
-            self.quantiles = tuple(self.latency.quantile_ms(QUANTILES[s]) for s in QUANTILE_STATS)
+            self.quantiles = self.latency.quantiles_ms([QUANTILES[s] for s in QUANTILE_STATS])
 
     def plus(self, later: _Point) -> _Point:
         """This point and the next as one (counts add, gauges are the later one's)."""
@@ -278,8 +314,22 @@ def _totals(snap: Mapping[str, Any]) -> _Totals:
     )
 
 
+_FLAT: tuple[str, ...] = ("t", "requests", "p50", "p95", "p99", *GAUGES, *COUNTERS)
+"""The single-list columns of a TimeSeries, in the order ``_row`` yields them."""
+
+
+def _row(p: _Point) -> tuple[Any, ...]:
+    return (p.t, p.requests, *p.quantiles, *(p.gauges[g] for g in GAUGES), *(p.counters[c] for c in COUNTERS))
+
+
 class Recorder:
-    """The coordinator's book of points: ``observe`` every poll, ``close`` at the end, ``series`` to read."""
+    """The coordinator's book of points: ``observe`` every poll, ``close`` at the end, ``series`` to read.
+
+    The columns ``series`` returns are kept as the points close (an append per
+    column), rebuilt only when the book halves: the coordinator reads the
+    series on every poll, and rebuilding 720-long columns each time would cost
+    a good part of the merge (bench/timeseries.py).
+    """
 
     def __init__(self, interval: float = INTERVAL, max_points: int = MAX_POINTS,
                  top: int = TOP_REQUESTS) -> None:
@@ -291,6 +341,8 @@ class Recorder:
         self.points: list[_Point] = []
         self._last = _Totals()
         self._last_t = 0.0
+        self._series: TimeSeries | None = None
+        self._rebuild()
 
     def observe(self, merged: Mapping[str, Any], elapsed: float, *, final: bool = False) -> bool:
         """Take one merged cumulative snapshot at ``elapsed`` seconds of load; True if a point closed.
@@ -323,7 +375,8 @@ class Recorder:
         by_request = {}
         for k, (r, e) in now.by_request.items():
             r0, e0 = last.by_request.get(k, (0, 0))
-            by_request[k] = (r - r0, e - e0)
+            if r != r0 or e != e0:
+                by_request[k] = (r - r0, e - e0)
         point = _Point(
             t=round(t, 3),
             requests=now.requests - last.requests,
@@ -333,13 +386,17 @@ class Recorder:
             latency=_minus(now.latency, last.latency),
             by_request=by_request,
         )
+        self._last = now
+        self._last_t = t
+        self._series = None
         if self.points and point.t <= self.points[-1].t:
             # No load time passed (the final poll after the workers froze): fold it into the last point,
             # so every point has a positive length and a finite rate.
-            point = self.points.pop().plus(point)
+            self.points[-1] = self.points[-1].plus(point)
+            self._rebuild()
+            return
         self.points.append(point)
-        self._last = now
-        self._last_t = t
+        self._push(point)
         if len(self.points) >= self.max_points:
             self._halve()
 
@@ -348,34 +405,55 @@ class Recorder:
         pts = self.points
         self.points = [pts[i].plus(pts[i + 1]) if i + 1 < len(pts) else pts[i] for i in range(0, len(pts), 2)]
         self.interval *= 2
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._flat: dict[str, list[Any]] = {name: [] for name in _FLAT}
+        self._errors: dict[str, list[int]] = {}
+        self._requests: dict[str, list[int]] = {}
+        self._request_errors: dict[str, list[int]] = {}
+        self._request_totals: dict[str, int] = {}
+        for p in self.points:
+            self._push(p)
+
+    def _push(self, p: _Point) -> None:
+        n = len(self._flat["t"])
+        for column, value in zip(self._flat.values(), _row(p), strict=True):
+            column.append(value)
+        for key, values in self._errors.items():
+            values.append(p.errors.get(key, 0))
+        for key, count in p.errors.items():
+            if key not in self._errors:
+                self._errors[key] = [0] * n + [count]
+        for key, values in self._requests.items():
+            r, e = p.by_request.get(key, (0, 0))
+            values.append(r)
+            self._request_errors[key].append(e)
+            self._request_totals[key] += r
+        for key, (r, e) in p.by_request.items():
+            if key not in self._requests:
+                self._requests[key] = [0] * n + [r]
+                self._request_errors[key] = [0] * n + [e]
+                self._request_totals[key] = r
 
     def series(self) -> TimeSeries:
-        """The points so far as columns (every list one entry per point)."""
-        pts = self.points
-        classes = sorted({k for p in pts for k in p.errors})
-        totals: dict[str, int] = {}
-        for p in pts:
-            for k, (r, _) in p.by_request.items():
-                totals[k] = totals.get(k, 0) + r
-        top = sorted(totals, key=lambda k: (-totals[k], k))[:self.top]
-        return TimeSeries(
-            interval=self.interval,
-            t=[p.t for p in pts],
-            requests=[p.requests for p in pts],
-            errors={c: [p.errors.get(c, 0) for p in pts] for c in classes},
-            p50=[p.quantiles[0] for p in pts],
-            p95=[p.quantiles[1] for p in pts],
-            p99=[p.quantiles[2] for p in pts],
-            virtual_users=[p.gauges["virtual_users"] for p in pts],
-            ws_connections=[p.gauges["ws_connections"] for p in pts],
-            ws_sessions=[p.counters["ws_sessions"] for p in pts],
-            ws_msgs_sent=[p.counters["ws_msgs_sent"] for p in pts],
-            ws_msgs_received=[p.counters["ws_msgs_received"] for p in pts],
-            dropped_iterations=[p.counters["dropped_iterations"] for p in pts],
-            by_request={k: RequestSeries(requests=[p.by_request.get(k, (0, 0))[0] for p in pts],
-                                         errors=[p.by_request.get(k, (0, 0))[1] for p in pts])
-                        for k in top},
-        )
+        """The points so far as columns (every list one entry per point); cached until the next point.
+
+        Built with ``model_construct`` (the values are ours, already typed) from copies of the kept
+        columns, so a series handed out never changes.
+        """
+        if self._series is None:
+            totals = self._request_totals
+            top = sorted(totals, key=lambda k: (-totals[k], k))[:self.top]
+            self._series = TimeSeries.model_construct(
+                interval=self.interval,
+                **{name: list(values) for name, values in self._flat.items()},  # type: ignore[arg-type]
+                errors={c: list(self._errors[c]) for c in sorted(self._errors)},
+                by_request={k: RequestSeries.model_construct(requests=list(self._requests[k]),
+                                                             errors=list(self._request_errors[k]))
+                            for k in top},
+            )
+        return self._series
 
 
 def _gauges(merged: Mapping[str, Any]) -> dict[str, int]:
