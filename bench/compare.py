@@ -91,6 +91,7 @@ def main() -> None:
     ws = _run("ws_msgs.py", "--seconds", seconds)
     vus = _run("ws_msgs.py", "--hold-vus", "20000", "--ramp", "90", "--hold", "10", timeout=900)
     merge = _run("merge.py")
+    series = _run("timeseries.py")
     print(json.dumps({
         **header("compare"),
         "http_engine_vs_wrk": http.get("ratio_engine_vs_wrk"),
@@ -101,10 +102,12 @@ def main() -> None:
         "ws_engine_vs_k6": ws.get("ratio_engine_vs_k6"),
         "ws_20k_vus_rss_mib": vus.get("rss_mib"),
         "merge_1000_ms": merge.get("merge_ms"),
+        "timeseries_vs_merge_50": series.get("ratio_timeseries_vs_merge"),
         "missing": sorted({*http.get("missing", []), *ws.get("missing", [])}),
         "goals": {"http_engine_vs_wrk": ">= 0.8", "http_engine_vs_k6": ">= 5",
                   "ws_engine_vs_bare": ">= 0.9", "ws_engine_vs_k6": ">= 2.5",
-                  "ws_20k_vus_rss_mib": "< 1024", "merge_1000_ms": "< 100"},
+                  "ws_20k_vus_rss_mib": "< 1024", "merge_1000_ms": "< 100",
+                  "timeseries_vs_merge_50": "< 0.25"},
     }))
 
 
