@@ -92,3 +92,37 @@ def not_blank(png: bytes) -> tuple[int, float]:
     pixels = image.width * image.height
     white = sum(n for n, c in colours if c == (255, 255, 255))
     return len(colours), 1 - white / pixels
+
+
+def screenshot(report: Path, png: Path, width: int = 1000, height: int = 1700) -> None:
+    """Save the top ``height`` pixels of ``report`` as rendered by headless Chromium (palette PNG)."""
+    from PIL import Image
+
+    with chromium(width, height) as driver:
+        driver.get(report.as_uri())
+        image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    image.quantize(colors=64).save(png, optimize=True)
+
+
+def main() -> None:
+    """``python -m tests.browser [PNG]``: run the README's example with ``--report``, then screenshot it.
+
+    This is how docs/report.png is made.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    png = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs" / "report.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.html"
+        subprocess.run([sys.executable, "-m", "mothership", "loadtest", "run", "-f",
+                        str(root / "examples" / "loadtest-local.yaml"), "--demo-target", "--no-live",
+                        "--report", str(report)], check=False, timeout=120)
+        screenshot(report, png)
+    print(png)
+
+
+if __name__ == "__main__":
+    main()
