@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+import socket
+from pathlib import Path
+
+from typer.testing import CliRunner
 
 from mothership.api.loadtest import Summary, ThresholdResult
+from mothership.cli import app
 from mothership.loadgen.coordinator import Result, Verdict
 from mothership.loadgen.report import rates, render, svg_chart
 from mothership.loadgen.timeseries import TimeSeries
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rates_divide_each_delta_by_its_own_length() -> None:
@@ -37,3 +44,15 @@ def test_the_page_is_self_contained_and_escapes_what_it_shows() -> None:
     assert 'data-verdict="failed"' in page and 'data-requests="7"' in page and 'data-final="true"' in page
     assert len(re.findall(r'<svg class="chart"', page)) == 4
     assert 'data-name="errors/s timeout"' in page
+
+
+def test_a_busy_web_port_is_one_clear_line_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        spec = ROOT / "examples" / "loadtest-local.yaml"
+        result = CliRunner().invoke(app, ["loadtest", "run", "-f", str(spec), "--demo-target", "--no-live",
+                                          "--web", "--web-port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"could not run: --web-port {port}: " in result.output
