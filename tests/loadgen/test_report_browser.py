@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 
 from mothership.loadgen.report import charts
 from mothership.loadgen.timeseries import TimeSeries
@@ -84,6 +86,15 @@ def test_a_report_from_a_real_run_draws_what_out_says(tmp_path: Path) -> None:
         driver.get(report.as_uri())
         state = page_state(driver)
         png = driver.get_screenshot_as_png()
+        # Hover the throughput chart's right edge: the crosshair sits on the last point, and the
+        # tooltip's running total there is the summary's total.
+        svg = driver.find_element(By.CSS_SELECTOR, 'svg.chart[data-chart="throughput"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", svg)
+        width = svg.size["width"]
+        ActionChains(driver).move_to_element_with_offset(svg, int(width / 2) - 4, 0).perform()
+        tip = driver.find_element(By.ID, "tip")
+        tooltip = tip.text if tip.is_displayed() else ""
+        crosshair = svg.find_element(By.CSS_SELECTOR, ".crosshair").get_attribute("visibility")
         fetched = requests_seen(driver)
 
     assert fetched == [report.as_uri()], fetched  # nothing but the file itself
@@ -105,6 +116,10 @@ def test_a_report_from_a_real_run_draws_what_out_says(tmp_path: Path) -> None:
                                    for t in result["thresholds"]]
     rows = result.get("byRequest") or []
     assert len(state["requests"]) == len(rows)
+    assert crosshair == "visible"
+    last = ts.t[-1]
+    assert f"{int(last) if last.is_integer() else last} s" in tooltip, tooltip  # as JavaScript prints it
+    assert f"requests so far: {summary['requests']}" in tooltip, tooltip
     colours, inked = not_blank(png)
     assert colours > 20 and inked > 0.03, (colours, inked)
 

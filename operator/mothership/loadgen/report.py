@@ -32,6 +32,7 @@ import html
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -103,8 +104,11 @@ def _num(v: float) -> str:
 
 
 def svg_chart(chart_id: str, title: str, unit: str, t: Sequence[float],
-              series: Sequence[tuple[str, Sequence[float | None]]]) -> str:
-    """One line chart as inline SVG (the contract is in the module docstring)."""
+              series: Sequence[tuple[str, Sequence[float | None]]], so_far: Sequence[int] = ()) -> str:
+    """One line chart as inline SVG (the contract is in the module docstring).
+
+    ``so_far``: running request totals per point, which the tooltip shows ("requests so far").
+    """
     tmax = max(t, default=0.0) or 1.0
     ymax = _nice(max((v for _, vs in series for v in vs if v is not None), default=0.0) * 1.05)
     w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -118,7 +122,8 @@ def svg_chart(chart_id: str, title: str, unit: str, t: Sequence[float],
     parts = [f'<svg class="chart" data-chart="{chart_id}" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'data-t="{html.escape(json.dumps(list(t)))}" data-left="{LEFT}" data-width="{w}" '
              f'data-tmax="{tmax}" data-unit="{html.escape(unit)}" role="img" '
-             f'aria-label="{html.escape(title)}">']
+             + (f'data-so-far="{json.dumps(list(so_far))}" ' if so_far else "")
+             + f'aria-label="{html.escape(title)}">']
     for k in range(5):
         v = ymax * k / 4
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + w}" y1="{y(v)}" y2="{y(v)}"/>'
@@ -251,7 +256,8 @@ def render(result: Result, spec: LoadTestSpec | None, *, title: str, live: bool 
     """The whole page. ``live``: it re-fetches itself every second until it shows a final result."""
     verdict = result.verdict.value if result.verdict is not None else "running"
     ts = result.time_series
-    chart_html = "".join(svg_chart(cid, ctitle, unit, ts.t, series)
+    so_far = list(accumulate(ts.requests))
+    chart_html = "".join(svg_chart(cid, ctitle, unit, ts.t, series, so_far if cid == "throughput" else ())
                          for cid, ctitle, unit, series in charts(ts))
     workers = table(({"index": w.index, "state": w.state, "elapsed": w.elapsed,
                       "startedAt": _when(w.started_at) if w.started_at else None}
@@ -327,6 +333,7 @@ document.addEventListener('mousemove',function(e){
   var text=t[i]+' s';
   svg.querySelectorAll('.series').forEach(function(s){var v=JSON.parse(s.dataset.values)[i];
     text+='\\n'+s.dataset.name+': '+(v===null?'-':(+v.toFixed(3))+(svg.dataset.unit==='ms'?' ms':''));});
+  if(svg.dataset.soFar){text+='\\nrequests so far: '+JSON.parse(svg.dataset.soFar)[i];}
   tip.textContent=text;tip.hidden=false;tip.style.left=(e.pageX+14)+'px';tip.style.top=(e.pageY+10)+'px';
 });
 function poll(){
