@@ -56,3 +56,12 @@ def test_a_busy_web_port_is_one_clear_line_and_exit_2() -> None:
                                           "--web", "--web-port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"could not run: --web-port {port}: " in result.output
+
+
+def test_a_report_into_a_missing_directory_is_refused_before_the_run(tmp_path: Path) -> None:
+    spec = ROOT / "examples" / "loadtest-local.yaml"
+    page = tmp_path / "nope" / "report.html"
+    result = CliRunner().invoke(app, ["loadtest", "run", "-f", str(spec), "--demo-target",
+                                      "--report", str(page)])
+    assert result.exit_code == 2, result.output
+    assert f"--report {page}: no such directory" in result.output
