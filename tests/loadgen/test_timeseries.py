@@ -171,3 +171,9 @@ def test_past_the_limit_the_least_busy_request_series_go_first() -> None:
     kept = unpack(pack(ts, limit=full - 1))
     assert set(kept.by_request) == set(ts.by_request) - {least}
     assert kept.requests == ts.requests and kept.p95 == ts.p95
+
+
+def test_a_run_that_never_started_has_no_points() -> None:
+    recorder = Recorder()
+    recorder.close(merge_snapshots([Stats(SCENARIOS).snapshot()]), 0.0)
+    assert len(recorder.series()) == 0

@@ -351,8 +351,8 @@ class Recorder:
         ``interval``), or on ``final`` whenever anything changed since the last one.
         """
         due = elapsed >= self._last_t + self.interval * (1 - 1e-9)
-        if not due and not final:
-            return False
+        if (not due and not final) or elapsed <= 0:
+            return False  # a run that never started has no points
         now = _totals(merged)
         if final and not due and not self._changed(now, merged):
             return False
