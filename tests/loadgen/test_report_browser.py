@@ -117,8 +117,9 @@ def test_a_report_from_a_real_run_draws_what_out_says(tmp_path: Path) -> None:
     assert state["charts"]["throughput"][0]["points"] == len(ts)  # requests/s: one vertex per interval
     assert state["thresholds"] == [[t["ok"], t["metric"], t["stat"], t["limit"], t.get("value")]
                                    for t in result["thresholds"]]
-    rows = result.get("byRequest") or []
-    assert len(state["requests"]) == len(rows)
+    rows = result["byRequest"]
+    assert rows and [[*r[:4], r[8]] for r in state["requests"]] == [
+        [r["scenario"], r["name"], r["protocol"], r["requests"], r["duration"].get("p95")] for r in rows]
     assert crosshair == "visible"
     last = ts.t[-1]
     assert f"{int(last) if last.is_integer() else last} s" in tooltip, tooltip  # as JavaScript prints it

@@ -10,7 +10,9 @@ import yaml
 from mothership.api.common import Owner
 from mothership.api.loadtest import LoadTest, Percentiles, RequestStats
 from mothership.loadgen.coordinator import Result, Verdict
+from mothership.loadgen.timeseries import unpack
 from mothership.loadtests import builders
+from tests.loadgen.test_timeseries import worst_case
 
 OWNER = Owner(api_version="mothership.dev/v1alpha1", kind="LoadTest", name="smoke",
               uid="u-1", namespace="team-a")
@@ -175,6 +177,21 @@ def test_the_results_configmap_holds_the_whole_table_owned_by_the_loadtest() -> 
     doc = json.loads(cm["data"][builders.RESULTS_KEY])
     assert [r["name"] for r in doc["byRequest"]] == [f"request-{k:04d}" for k in range(12)]
     assert (doc["byRequestRows"], doc["byRequestOmitted"], doc["verdict"]) == (12, 0, "passed")
+
+
+def test_the_results_configmap_carries_the_packed_series_within_one_budget() -> None:
+    owner = Owner(api_version="mothership.dev/v1alpha1", kind="LoadTest", name="shop", namespace="team-a",
+                  uid="u-1")
+    assert "binaryData" not in builders.build_results(owner, Result(by_request=_rows(3)))
+    series = worst_case()
+    rows = [r.model_copy(update={"name": r.name + "-" * 400}) for r in _rows(2020)]  # > 1 MB of table
+    cm = builders.build_results(owner, Result(by_request=rows, time_series=series))
+    assert unpack(base64.b64decode(cm["binaryData"][builders.SERIES_KEY])) == series
+    size = len(cm["data"][builders.RESULTS_KEY]) + len(cm["binaryData"][builders.SERIES_KEY])
+    assert size <= builders.RESULTS_LIMIT
+    alone = builders.build_results(owner, Result(by_request=rows))
+    omitted = [json.loads(c["data"][builders.RESULTS_KEY])["byRequestOmitted"] for c in (alone, cm)]
+    assert 0 < omitted[0] < omitted[1]  # the table made room for the series
 
 
 def test_a_table_too_big_for_a_configmap_loses_its_least_busy_rows_and_says_how_many() -> None:

@@ -24,7 +24,7 @@ from mothership.api.loadtest import LoadTestPhase
 from mothership.cli import app
 from mothership.kube import Kube
 from mothership.loadgen.timeseries import TimeSeries, pack
-from mothership.loadtests import client
+from mothership.loadtests import builders, client
 from tests.controlplane import ControlPlane
 from tests.operator.harness import namespace_name
 
@@ -170,9 +170,12 @@ async def test_report_draws_the_stored_series_and_falls_back_to_status_without_i
                         ws_connections=[0, 0, 0], ws_sessions=[0, 0, 0], ws_msgs_sent=[0, 0, 0],
                         ws_msgs_received=[0, 0, 0], dropped_iterations=[0, 0, 0])
     await make(api, "done", status("Passed"))
+    row = {"scenario": "s", "name": "GET /", "protocol": "http", "requests": 1200, "errors": 3,
+           "duration": {"count": 1200, "p95": 4.2}}
     await api.apply({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": client.results_configmap("done"), "namespace": NS},
-                     "binaryData": {client.SERIES_KEY: base64.b64encode(pack(series)).decode()}})
+                     "metadata": {"name": builders.results_name("done"), "namespace": NS},
+                     "data": {builders.RESULTS_KEY: json.dumps({"byRequest": [row]})},
+                     "binaryData": {builders.SERIES_KEY: base64.b64encode(pack(series)).decode()}})
     page = tmp_path / "report.html"
     code, out = await run_cli("report", "done", "-n", NS, "-o", str(page))
     assert code == 0, out
@@ -181,6 +184,7 @@ async def test_report_draws_the_stored_series_and_falls_back_to_status_without_i
     assert 'data-verdict="passed"' in text and 'data-requests="1200"' in text
     assert re.search(r'data-name="p95" data-points="2"', text)
     assert "http_req_duration" in text and "virtualUsers: 2" in text  # thresholds and the spec
+    assert '<td data-value="&quot;GET /&quot;">GET /</td>' in text and '<td data-value="4.2">' in text
 
     await make(api, "bare", status("Failed"))
     code, out = await run_cli("report", "bare", "-n", NS, "-o", str(page))

@@ -206,9 +206,20 @@ def table(rows: Iterable[Mapping[str, Any]], table_id: str) -> str:
 
 
 def request_rows(result: Result) -> list[dict[str, Any]]:
-    """The per-request table: the result's ``by_request`` rows (empty when the run had none)."""
-    rows = getattr(result, "by_request", None) or []
-    return [r.wire() if hasattr(r, "wire") else dict(r) for r in rows]
+    """The per-request table: one row per ``Result.by_request`` entry, in its order, the columns a
+    reader compares (latency in ms; WebSocket message counts only when a WebSocket row exists)."""
+    ws = any(r.protocol == "ws" for r in result.by_request)
+    out = []
+    for r in result.by_request:
+        d = r.duration
+        row: dict[str, Any] = {"scenario": r.scenario, "name": r.name, "protocol": r.protocol,
+                               "requests": r.requests, "rps": r.rps, "errors": r.errors,
+                               "errorRate": r.error_rate, "p50 ms": d.p50, "p95 ms": d.p95,
+                               "p99 ms": d.p99, "max ms": d.max}
+        if ws:
+            row |= {"messagesSent": r.messages_sent, "messagesReceived": r.messages_received}
+        out.append(row)
+    return out
 
 
 def _threshold_rows(result: Result) -> str:

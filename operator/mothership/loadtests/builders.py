@@ -19,11 +19,15 @@ import yaml
 from mothership.api.common import Manifest, Owner, parse_duration, parse_quantity
 from mothership.api.loadtest import LoadTest
 from mothership.loadgen.coordinator import Result
+from mothership.loadgen.timeseries import pack
 
 COMPONENT = "loadtest-worker"
 WORKER_PORT = 9090
 PLAN_KEY = "plan.yaml"
 RESULTS_KEY = "results.json"
+SERIES_KEY = "timeseries.json.gz"
+"""The results ConfigMap's ``binaryData`` key: the time series, packed (``loadgen.timeseries.pack``,
+at most ``timeseries.PACKED_LIMIT`` bytes), which ``mothership loadtest report`` charts."""
 RESULTS_LIMIT = 1_000_000
 """Bytes of results.json at most: a ConfigMap holds 1 MiB in all; the least busy rows go first."""
 TOKEN_KEY = "token"
@@ -127,15 +131,24 @@ def results_document(result: Result, limit: int = RESULTS_LIMIT) -> str:
 
 
 def build_results(owner: Owner, result: Result) -> Manifest:
-    """The ConfigMap ``<name>-results`` with the whole results (``results_document``), owned by the
-    LoadTest: deleted with it, or after ``ttlSecondsAfterFinished``."""
-    return {
+    """The ConfigMap ``<name>-results`` with the whole results (``results_document``) and, once it has
+    points, the packed time series (``SERIES_KEY``), owned by the LoadTest: deleted with it, or after
+    ``ttlSecondsAfterFinished``.
+
+    Both share the ConfigMap's budget: the series (at most ``PACKED_LIMIT`` bytes, about 64 KiB at
+    worst in practice, base64 in the API) comes off ``RESULTS_LIMIT`` before the table is fitted.
+    """
+    series = base64.b64encode(pack(result.time_series)).decode("ascii") if len(result.time_series) else ""
+    manifest: Manifest = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": results_name(owner.name), "namespace": owner.namespace,
                      "labels": labels(owner.name), "ownerReferences": [owner.reference()]},
-        "data": {RESULTS_KEY: results_document(result)},
+        "data": {RESULTS_KEY: results_document(result, RESULTS_LIMIT - len(series))},
     }
+    if series:
+        manifest["binaryData"] = {SERIES_KEY: series}
+    return manifest
 
 
 def build_token_secret(lt: LoadTest, owner: Owner, token: str) -> Manifest:

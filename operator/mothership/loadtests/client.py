@@ -42,15 +42,6 @@ EXIT_FAILED = 1
 EXIT_OTHER = 2
 """Errored, Stopped, not found, or timed out."""
 
-SERIES_KEY = "timeseries.json.gz"
-"""The results ConfigMap's ``binaryData`` key holding the packed time series (``loadgen.timeseries.pack``)."""
-
-
-def results_configmap(name: str) -> str:
-    """The results ConfigMap's name (placeholder until byrequest's ``builders.results_name`` lands)."""
-    return f"{name}-results"
-
-
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -190,7 +181,7 @@ def result_from_status(status: LoadTestStatus) -> Result:
     """A Result from what the LoadTest's status keeps: verdict, summary, thresholds, failed workers.
 
     The fallback when the results ConfigMap is gone: the report then has no
-    charts or per-request table, and says so by their being empty.
+    charts (they are empty) and only the status's busiest rows of the per-request table.
     """
     verdicts = {LoadTestPhase.PASSED: Verdict.PASSED, LoadTestPhase.FAILED: Verdict.FAILED,
                 LoadTestPhase.STOPPED: Verdict.STOPPED, LoadTestPhase.ERRORED: Verdict.ERRORED}
@@ -206,11 +197,21 @@ def result_from_status(status: LoadTestStatus) -> Result:
                             elapsed=status.summary.duration_seconds) for i in range(status.workers.total)]
     return Result(verdict=verdict, reason=reason, final=verdict is not None, start_at=start_at,
                   elapsed=status.summary.duration_seconds, summary=status.summary,
-                  thresholds=status.thresholds, workers=workers, failures=status.workers.failures)
+                  thresholds=status.thresholds, workers=workers, failures=status.workers.failures,
+                  by_request=status.by_request)
 
 
 def apply_stored(result: Result, data: Mapping[str, str], binary: Mapping[str, str]) -> Result:
-    """``result`` completed from a results ConfigMap's ``data`` and ``binaryData`` (base64), where present."""
+    """``result`` completed from a results ConfigMap's ``data`` and ``binaryData`` (base64), where present:
+    the whole per-request table from ``results.json``, the time series from its packed key."""
+    from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY
+
+    with contextlib.suppress(ValueError, TypeError):
+        document = json.loads(data.get(RESULTS_KEY) or "{}")
+        rows = document.get("byRequest") if isinstance(document, dict) else None
+        if isinstance(rows, list):
+            result.by_request = [RequestStats.model_validate(r) for r in rows]
+            result.by_request_missing = bool(document.get("byRequestMissing"))
     packed = binary.get(SERIES_KEY)
     if packed:
         # An unreadable series leaves the report without charts, not without results.
@@ -234,7 +235,9 @@ async def read_report(kube: Kube, namespace: str, name: str) -> tuple[Result, Lo
     except ValueError:
         spec = None
     result = result_from_status(read_status(body.get("status")))
-    stored = await kube.get("ConfigMap", results_configmap(name), namespace)
+    from mothership.loadtests.builders import results_name
+
+    stored = await kube.get("ConfigMap", results_name(name), namespace)
     if stored is not None:
         result = apply_stored(result, stored.get("data") or {}, stored.get("binaryData") or {})
     return result, spec

@@ -702,6 +702,7 @@ class Run:
         if lost and len(chosen) == total and all(termination_message(p) for p in chosen.values()):
             rebuilt = self.from_summaries(chosen, total)
             if rebuilt.verdict is not RunVerdict.ERRORED:
+                rebuilt.time_series = result.time_series  # summaries have totals only; keep the series
                 result = rebuilt
         await self.write_results(result)
         await self.publish(self.observed(
