@@ -23,6 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mothership.kube import ApiError, Kube
+from mothership.loadgen.timeseries import unpack
 from mothership.loadtests import builders
 from tests.conftest import wait_until
 from tests.largest_specs import (
@@ -177,6 +178,37 @@ async def test_the_whole_per_request_table_is_in_the_results_configmap_and_statu
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "by request" in out.stdout and "shop page-10" in out.stdout and "shop broken" in out.stdout
+
+
+async def test_the_series_is_stored_with_the_results_and_loadtest_report_charts_it(
+        cluster: Cluster, api: Kube, tenant_namespace: str, pod_runner: PodRunner,
+        target: DemoTargetProcess, tmp_path: Path) -> None:
+    """A 4 s run: the results ConfigMap holds the packed series, whose points add up to the summary, and
+    ``mothership loadtest report`` renders it with the whole per-request table."""
+    ns = tenant_namespace
+    requests = [{"path": "/api/items", "name": "list"}, {"path": "/", "name": "home"}]
+    await api.apply(loadtest("charted", ns, target.url, duration="4s",
+                             scenarios=[{"name": "shop", "requests": requests}]))
+    status = await until_phase(api, ns, "charted", *FINAL)
+    assert status["phase"] == "Passed", status
+    cm = await api.get("ConfigMap", builders.results_name("charted"), ns)
+    assert cm is not None
+    series = unpack(base64.b64decode(cm["binaryData"][builders.SERIES_KEY]))
+    assert len(series) >= 2
+    assert sum(series.requests) == status["summary"]["requests"] == await target.requests()
+    assert set(series.by_request) == {"shop/list", "shop/home"}
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    page = tmp_path / "report.html"
+    out = subprocess.run([sys.executable, "-m", "mothership", "loadtest", "report", "charted", "-n", ns,
+                          "-o", str(page)], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"passed, {len(series)} points" in out.stdout
+    html = page.read_text()
+    assert 'data-verdict="passed"' in html and f'data-requests="{status["summary"]["requests"]}"' in html
+    assert f'data-name="requests/s" data-points="{len(series)}"' in html
+    for name in ("list", "home"):  # the per-request table, from results.json
+        assert f'<td data-value="&quot;{name}&quot;">{name}</td>' in html
 
 
 async def test_a_threshold_breach_ends_failed_and_ttl_removes_the_children_but_keeps_results(
