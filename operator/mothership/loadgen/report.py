@@ -202,7 +202,8 @@ def table(rows: Iterable[Mapping[str, Any]], table_id: str) -> str:
         return f'<p class="empty" id="{table_id}">none</p>'
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for r in flat)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="wide"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table></div>')
 
 
 def request_rows(result: Result) -> list[dict[str, Any]]:
@@ -214,10 +215,10 @@ def request_rows(result: Result) -> list[dict[str, Any]]:
         d = r.duration
         row: dict[str, Any] = {"scenario": r.scenario, "name": r.name, "protocol": r.protocol,
                                "requests": r.requests, "rps": r.rps, "errors": r.errors,
-                               "errorRate": r.error_rate, "p50 ms": d.p50, "p95 ms": d.p95,
+                               "error rate": r.error_rate, "p50 ms": d.p50, "p95 ms": d.p95,
                                "p99 ms": d.p99, "max ms": d.max}
         if ws:
-            row |= {"messagesSent": r.messages_sent, "messagesReceived": r.messages_received}
+            row |= {"ws sent": r.messages_sent, "ws received": r.messages_received}
         out.append(row)
     return out
 
@@ -315,7 +316,8 @@ h1{font-size:20px;margin:0 0 6px}h2{font-size:16px;margin:22px 0 8px;border-bott
 .numbers{display:grid;grid-template-columns:repeat(5,1fr);gap:8px}
 .numbers div{background:#f4f4f5;border-radius:6px;padding:6px 8px}.numbers b{display:block;font-size:15px}
 .numbers small{color:#555}table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}tr.bad td{color:#b91c1c}
+th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eee;white-space:nowrap}
+.wide{overflow-x:auto}tr.bad td{color:#b91c1c}
 figure{margin:10px 0}figcaption{font-weight:600;display:flex;gap:12px;flex-wrap:wrap}
 .legend{font-weight:400;display:flex;gap:10px;flex-wrap:wrap}.legend i{display:inline-block;width:10px;
 height:10px;margin-right:4px;border-radius:2px}svg.chart{width:100%;height:auto;display:block}
