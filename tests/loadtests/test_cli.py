@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mothership.api.loadtest import LoadTestPhase
@@ -161,6 +162,23 @@ async def test_results_as_a_table_shows_latency_thresholds_and_failures(api: Kub
 async def test_results_refuses_an_unknown_output_and_a_missing_test(api: Kube) -> None:
     assert (await run_cli("results", "done", "-n", NS, "-o", "yaml"))[0] == 2
     assert (await run_cli("results", "nope", "-n", NS))[0] == 2
+
+
+async def test_wait_and_results_take_kubectls_kubeconfig_context_and_its_namespace(
+    api: Kube, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the app and tenant commands: --kubeconfig, --context, and -n defaulting to the context's."""
+    await make(api, "done", status("Passed"))
+    config = yaml.safe_load(kubeconfig.read_text())
+    current = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["contexts"].append({"name": "shop", "context": {**current["context"], "namespace": NS}})
+    other = tmp_path / "kubeconfig.yaml"
+    other.write_text(yaml.safe_dump(config))
+    monkeypatch.delenv("KUBECONFIG")
+    code, out = await run_cli("wait", "done", "--kubeconfig", str(other), "--context", "shop")
+    assert code == 0 and f"LoadTest {NS}/done: Passed" in out, out
+    code, out = await run_cli("results", "done", "--kubeconfig", str(other), "--context", "nope")
+    assert code == 2 and "--context" in out and "'nope'" in out and len(out.strip().splitlines()) == 1, out
 
 
 async def test_report_draws_the_stored_series_and_falls_back_to_status_without_it(

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from .session import Context, Kubeconfig, Namespace, run, session
+
 loadtest_app = typer.Typer(no_args_is_help=True, help="Run, wait for and read load tests.")
 
 
@@ -279,27 +281,24 @@ def loadtest_run(
 @loadtest_app.command("wait")
 def loadtest_wait(
     name: Annotated[str, typer.Argument(help="The LoadTest's name.")],
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Its namespace; default: the context's.")
-    ] = None,
+    namespace: Namespace = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
     timeout: Annotated[float, typer.Option(min=0, help="Give up (exit 2) after this many seconds.")] = 600,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final results.")] = False,
 ) -> None:
     """Follow a cluster LoadTest until it ends; exit 0 if it Passed, 1 if it Failed, 2 otherwise."""
-    import asyncio
-
     from mothership.api.loadtest import LoadTestStatus
-    from mothership.kube import ApiError, Kube
+    from mothership.kube import ApiError
     from mothership.loadtests import client
-
-    ns = namespace or client.default_namespace()
 
     def progress(status: LoadTestStatus) -> None:
         if not quiet:
             typer.echo(client.format_progress(status))
 
     async def main() -> int:
-        async with Kube.connect() as kube:
+        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+            kube, ns = cluster.kube, cluster.namespace
             try:
                 status = await client.follow(kube, ns, name, timeout=timeout, on_status=progress)
             except TimeoutError:
@@ -312,30 +311,27 @@ def loadtest_wait(
         typer.echo(client.format_results(ns, name, status, results))
         return client.exit_code(status.phase)
 
-    raise typer.Exit(asyncio.run(main()))
+    run(main(), server_error=client.EXIT_OTHER)
 
 
 @loadtest_app.command("results")
 def loadtest_results(
     name: Annotated[str, typer.Argument(help="The LoadTest's name.")],
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Its namespace; default: the context's.")
-    ] = None,
+    namespace: Namespace = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
 ) -> None:
     """Print a cluster LoadTest's results (live while it runs, final once it ended)."""
-    import asyncio
-
-    from mothership.kube import ApiError, Kube
+    from mothership.kube import ApiError
     from mothership.loadtests import client
 
     if output not in ("table", "json"):
         typer.echo(f"--output must be table or json, not {output!r}", err=True)
         raise typer.Exit(client.EXIT_OTHER)
-    ns = namespace or client.default_namespace()
-
     async def main() -> int:
-        async with Kube.connect() as kube:
+        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+            kube, ns = cluster.kube, cluster.namespace
             try:
                 status, _ = await client.get_status(kube, ns, name)
             except (client.NotFound, ApiError) as exc:
@@ -346,15 +342,15 @@ def loadtest_results(
         typer.echo(render(ns, name, status, results))
         return 0
 
-    raise typer.Exit(asyncio.run(main()))
+    run(main(), server_error=client.EXIT_OTHER)
 
 
 @loadtest_app.command("report")
 def loadtest_report(
     name: Annotated[str, typer.Argument(help="The LoadTest's name.")],
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Its namespace; default: the context's.")
-    ] = None,
+    namespace: Namespace = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The HTML file to write.")
     ] = Path("report.html"),
@@ -364,16 +360,13 @@ def loadtest_report(
     Charts and the per-request table come from its results ConfigMap (kept after the pods are gone);
     without it, the page shows what the status holds.
     """
-    import asyncio
-
-    from mothership.kube import ApiError, Kube
+    from mothership.kube import ApiError
     from mothership.loadgen.report import render
     from mothership.loadtests import client
 
-    ns = namespace or client.default_namespace()
-
     async def main() -> int:
-        async with Kube.connect() as kube:
+        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+            kube, ns = cluster.kube, cluster.namespace
             try:
                 result, spec = await client.read_report(kube, ns, name)
             except (client.NotFound, ApiError) as exc:
@@ -388,4 +381,4 @@ def loadtest_report(
                    f"{len(result.time_series)} points")
         return 0
 
-    raise typer.Exit(asyncio.run(main()))
+    run(main(), server_error=client.EXIT_OTHER)

@@ -34,6 +34,9 @@ FIELD_MANAGER = "mothership-cli"
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""In a pod, the namespace commands default to (kubectl does the same)."""
+
 Kubeconfig = Annotated[
     Path | None,
     typer.Option("--kubeconfig", metavar="PATH", help="Kubeconfig; default $KUBECONFIG, ~/.kube/config."),
@@ -87,7 +90,10 @@ def _context_namespace(kubeconfig: Path | None, context: str | None) -> tuple[st
         contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
     except (config.ConfigException, OSError, TypeError) as exc:
         if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig and not context:
-            return None, None  # in a pod: the ServiceAccount's credentials
+            # in a pod: the ServiceAccount's credentials, and its namespace as the default
+            with contextlib.suppress(OSError):
+                return None, SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+            return None, None
         raise Usage("--kubeconfig", f"no usable kubeconfig ({path or '~/.kube/config'}): {exc}") from None
     if context is not None:
         found = next((c for c in contexts if c.get("name") == context), None)
@@ -151,8 +157,12 @@ def forbidden(exc: ApiError) -> str:
             f"Tenant's owner for that permission")
 
 
-def run(coro: Coroutine[Any, Any, int | None]) -> None:
-    """Run a command's coroutine; turn Usage and API errors into one line and an exit code."""
+def run(coro: Coroutine[Any, Any, int | None], *, server_error: int = EXIT_FAILED) -> None:
+    """Run a command's coroutine; turn Usage and API errors into one line and an exit code.
+
+    ``server_error`` is the exit code of a 5xx: 1 for app commands, 2 where 1 already means
+    something else (``loadtest wait``: the test failed).
+    """
     try:
         code = asyncio.run(coro)
     except Usage as exc:
@@ -164,7 +174,7 @@ def run(coro: Coroutine[Any, Any, int | None]) -> None:
             fail(f"lost the cluster: {exc.message}")
         if exc.status == 404 and exc.name:
             fail(f"{exc.call.resource} {exc.name!r} not found in namespace {exc.namespace!r}")
-        fail(f"{exc.reason}: {exc.message}", EXIT_FAILED if exc.status >= 500 else EXIT_USAGE)
+        fail(f"{exc.reason}: {exc.message}", server_error if exc.status >= 500 else EXIT_USAGE)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(code or 0)

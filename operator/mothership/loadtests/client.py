@@ -16,9 +16,7 @@ import base64
 import contextlib
 import datetime
 import json
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,7 +40,6 @@ EXIT_FAILED = 1
 EXIT_OTHER = 2
 """Errored, Stopped, not found, or timed out."""
 
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class NotFound(LookupError):
@@ -56,21 +53,6 @@ def exit_code(phase: LoadTestPhase | None) -> int:
     if phase is LoadTestPhase.FAILED:
         return EXIT_FAILED
     return EXIT_OTHER
-
-
-def default_namespace() -> str:
-    """The namespace kubectl would use: the current context's, the pod's own, else ``default``."""
-    with contextlib.suppress(Exception):
-        from kubernetes import config
-
-        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        namespace = (active or {}).get("context", {}).get("namespace")
-        if namespace:
-            return str(namespace)
-    with contextlib.suppress(OSError):
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-    return "default"
 
 
 async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
