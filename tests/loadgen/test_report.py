@@ -28,6 +28,16 @@ def test_a_series_with_gaps_draws_one_vertex_per_value_and_breaks_the_line() -> 
     assert re.findall(r"[ML]", path.group(2)) == ["M", "M", "L"]
 
 
+def test_the_value_axis_is_labelled_with_round_numbers() -> None:
+    """A peak of 20 virtual users reads 0, 5, ... 25, not 6.25 and 18.75."""
+    for peak, labels in ((20, ["0", "5", "10", "15", "20", "25"]),
+                         (180, ["0", "50", "100", "150", "200"]),
+                         (0.9, ["0", "0.25", "0.5", "0.75", "1"]),
+                         (4200, ["0", "1k", "2k", "3k", "4k", "5k"])):
+        svg = svg_chart("c", "c", "", [1.0, 2.0], [("s", [peak / 2, peak])])
+        assert re.findall(r'text-anchor="end">([^<]*)<', svg) == labels, peak
+
+
 def test_the_page_is_self_contained_and_escapes_what_it_shows() -> None:
     ts = TimeSeries(t=[1.0, 2.0], requests=[3, 4], errors={"timeout": [0, 1]}, p50=[1.0, 2.0],
                     p95=[2.0, 3.0], p99=[3.0, 4.0], virtual_users=[1, 1], ws_connections=[0, 0],

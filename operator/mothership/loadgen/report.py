@@ -97,6 +97,12 @@ def _nice(value: float) -> float:
     return float(10 ** (exp + 1))
 
 
+def _divisions(ymax: float) -> int:
+    """Grid steps for an axis up to ``_nice(...)``: 5 for 2.5 and 5 x 10^k (steps of 0.5 and 1), else 4."""
+    mantissa = ymax / 10 ** math.floor(math.log10(ymax))
+    return 5 if round(mantissa, 6) in (2.5, 5.0) else 4
+
+
 def _num(v: float) -> str:
     if v >= 1000:
         return f"{v / 1000:g}k"
@@ -124,8 +130,9 @@ def svg_chart(chart_id: str, title: str, unit: str, t: Sequence[float],
              f'data-tmax="{tmax}" data-unit="{html.escape(unit)}" role="img" '
              + (f'data-so-far="{json.dumps(list(so_far))}" ' if so_far else "")
              + f'aria-label="{html.escape(title)}">']
-    for k in range(5):
-        v = ymax * k / 4
+    divisions = _divisions(ymax)
+    for k in range(divisions + 1):
+        v = ymax * k / divisions
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + w}" y1="{y(v)}" y2="{y(v)}"/>'
                      f'<text class="tick" x="{LEFT - 6}" y="{y(v) + 4}" text-anchor="end">'
                      f'{_num(round(v, 6))}</text>')
