@@ -339,7 +339,6 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | Mapping[str, str] | None = None,
-        field_selector: str | Mapping[str, str] | None = None,
         page: int = 500,
     ) -> list[Manifest]:
         """Every matching object (all namespaces when ``namespace`` is None), following ``continue``."""
@@ -349,11 +348,6 @@ class Kube:
             params["labelSelector"] = (
                 label_selector if isinstance(label_selector, str)
                 else ",".join(f"{k}={v}" for k, v in sorted(label_selector.items()))
-            )
-        if field_selector:
-            params["fieldSelector"] = (
-                field_selector if isinstance(field_selector, str)
-                else ",".join(f"{k}={v}" for k, v in sorted(field_selector.items()))
             )
         items: list[Manifest] = []
         while True:
