@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mothership.api.common import API_VERSION
+
 from .session import (
     EXIT_FAILED,
     FIELD_MANAGER,
@@ -38,7 +40,6 @@ app_app = typer.Typer(no_args_is_help=True, help="Deploy and run Apps: a Heroku-
 env_app = typer.Typer(no_args_is_help=True, help="Set or unset an App's environment variables.")
 app_app.add_typer(env_app, name="env")
 
-API_VERSION = "mothership.dev/v1alpha1"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 """The pod-template annotation of a rolling restart: the one ``kubectl rollout restart`` sets."""
 IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

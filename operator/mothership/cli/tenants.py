@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mothership.api.common import API_VERSION
+
 from .session import (
     FIELD_MANAGER,
     Context,
@@ -28,7 +30,6 @@ from .session import (
 
 tenant_app = typer.Typer(no_args_is_help=True, help="Create and read Tenants: namespaces with guard rails.")
 
-API_VERSION = "mothership.dev/v1alpha1"
 _SUBJECTS = {"user": "User", "group": "Group", "serviceaccount": "ServiceAccount", "sa": "ServiceAccount"}
 _FLAGS = {"owners": "--owner", "quota": "--cpu/--memory", "isolation": "--isolation",
           "loadTests": "--max-workers/--allowed-target", "namespace": "--namespace-name"}
