@@ -26,7 +26,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from mothership.api.common import DNS_1035
+from mothership.api.common import DNS_1035, DNS_LABEL
 from mothership.kube import ApiError, Kube
 
 FIELD_MANAGER = "mothership-cli"
@@ -143,7 +143,7 @@ async def session(
 
 
 def check_name_label(namespace: str) -> None:
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+    if not re.fullmatch(DNS_LABEL, namespace):
         raise Usage("-n/--namespace", f"{namespace!r} is not a namespace name (a DNS-1123 label)")
 
 
