@@ -202,6 +202,7 @@ def status(name: Name, kubeconfig: Kubeconfig = None, context: Context = None) -
     from rich.console import Console
     from rich.table import Table
 
+    from mothership.api.loadtest import FINAL_PHASES
     from mothership.api.tenant import TenantSpec
 
     async def main() -> int:
@@ -242,8 +243,7 @@ def status(name: Name, kubeconfig: Kubeconfig = None, context: Context = None) -
             table.add_row(a["metadata"]["name"], a["spec"].get("image", ""), st.get("ready", "0/0"),
                           st.get("phase", "Pending"))
         console.print(table if apps else "Apps: none")
-        running = [t for t in loadtests if (t.get("status") or {}).get("phase") not in
-                   ("Passed", "Failed", "Stopped", "Errored")]
+        running = [t for t in loadtests if (t.get("status") or {}).get("phase") not in FINAL_PHASES]
         lt = Table("LOADTEST", "PHASE", "AGE", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for t in running:
             lt.add_row(t["metadata"]["name"], (t.get("status") or {}).get("phase", "Pending"),
