@@ -192,6 +192,18 @@ def age(timestamp: str | None, now: datetime.datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def dump(data: Any, output: str) -> None:
+    """``data`` as ``-o json`` or ``-o yaml`` prints it (keys in the order given)."""
+    import json
+
+    import yaml
+
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+
+
 def interactive() -> bool:
     """Whether a person is at the terminal (progress, questions)."""
     return sys.stdin.isatty() and sys.stdout.isatty()

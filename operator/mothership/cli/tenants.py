@@ -23,6 +23,7 @@ from .session import (
     Usage,
     age,
     check_name,
+    dump,
     interactive,
     run,
     session,
@@ -161,9 +162,6 @@ def list_tenants(
     kubeconfig: Kubeconfig = None, context: Context = None,
 ) -> None:
     """List Tenants: namespace, owners, readiness, quota use and age."""
-    import json
-
-    import yaml
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -174,10 +172,8 @@ def list_tenants(
         async with session(kubeconfig, context, None, check_namespace=False) as s:
             tenants = await s.kube.list("Tenant")
         rows = [summary(t) for t in sorted(tenants, key=lambda t: t["metadata"]["name"])]
-        if output == "json":
-            typer.echo(json.dumps(rows, indent=2))
-        elif output == "yaml":
-            typer.echo(yaml.safe_dump(rows, sort_keys=False).rstrip())
+        if output in ("json", "yaml"):
+            dump(rows, output)
         elif not rows:
             typer.echo("No Tenants found.")
         else:
