@@ -275,6 +275,11 @@ class Kube:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _auth(self) -> dict[str, str]:
+        """The ``Authorization`` header, when the credentials carry one (a token is refreshed as due)."""
+        auth = self.credentials.header()
+        return {"Authorization": auth} if auth else {}
+
     async def request(
         self,
         verb: str,
@@ -290,10 +295,7 @@ class Kube:
         """The one door to the API: counts the RBAC triple, sends, decodes or raises :class:`ApiError`."""
         call = Call(verb, kind.group, kind.plural, subresource)
         self.calls[call] += 1
-        headers = {"Accept": "application/json"}
-        auth = self.credentials.header()
-        if auth:
-            headers["Authorization"] = auth
+        headers = {"Accept": "application/json", **self._auth()}
         data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -339,7 +341,6 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | Mapping[str, str] | None = None,
-        field_selector: str | Mapping[str, str] | None = None,
         page: int = 500,
     ) -> list[Manifest]:
         """Every matching object (all namespaces when ``namespace`` is None), following ``continue``."""
@@ -349,11 +350,6 @@ class Kube:
             params["labelSelector"] = (
                 label_selector if isinstance(label_selector, str)
                 else ",".join(f"{k}={v}" for k, v in sorted(label_selector.items()))
-            )
-        if field_selector:
-            params["fieldSelector"] = (
-                field_selector if isinstance(field_selector, str)
-                else ",".join(f"{k}={v}" for k, v in sorted(field_selector.items()))
             )
         items: list[Manifest] = []
         while True:
@@ -406,10 +402,7 @@ class Kube:
         """The server's ``/version`` (``gitVersion``...): the cheapest proof that it is reachable."""
         call = Call("get", "", "version")
         self.calls[call] += 1
-        headers = {"Accept": "application/json"}
-        auth = self.credentials.header()
-        if auth:
-            headers["Authorization"] = auth
+        headers = {"Accept": "application/json", **self._auth()}
         try:
             async with self._open().get(self.credentials.server + "/version", headers=headers) as response:
                 raw = await response.read()
@@ -430,10 +423,7 @@ class Kube:
         kind = KINDS[kind] if isinstance(kind, str) else kind
         call = Call("get", kind.group, kind.plural, subresource)
         self.calls[call] += 1
-        headers = {}
-        auth = self.credentials.header()
-        if auth:
-            headers["Authorization"] = auth
+        headers = self._auth()
         url = self.credentials.server + kind.path(namespace, name, subresource)
         timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout.connect, sock_read=None)
         try:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
+
+from mothership.api.common import API_VERSION
 
 from .session import (
     EXIT_FAILED,
@@ -29,6 +30,7 @@ from .session import (
     Usage,
     age,
     check_name,
+    dump,
     interactive,
     run,
     session,
@@ -38,7 +40,6 @@ app_app = typer.Typer(no_args_is_help=True, help="Deploy and run Apps: a Heroku-
 env_app = typer.Typer(no_args_is_help=True, help="Set or unset an App's environment variables.")
 app_app.add_typer(env_app, name="env")
 
-API_VERSION = "mothership.dev/v1alpha1"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 """The pod-template annotation of a rolling restart: the one ``kubectl rollout restart`` sets."""
 IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -394,15 +395,6 @@ def summary(app: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dump(data: Any, output: str) -> None:
-    import yaml
-
-    if output == "json":
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
-
-
 def _output(output: str) -> str:
     if output not in ("table", "wide", "json", "yaml"):
         raise Usage("-o/--output", f"{output!r} is not one of table, wide, json, yaml")
@@ -425,7 +417,7 @@ def list_apps(
         rows = [summary(a) for a in sorted(apps, key=lambda a: (a["metadata"].get("namespace", ""),
                                                                 a["metadata"]["name"]))]
         if output in ("json", "yaml"):
-            _dump(rows, output)
+            dump(rows, output)
             return 0
         if not rows:
             typer.echo("No Apps found" + ("" if all_namespaces else f" in namespace {s.namespace}") + ".")
@@ -573,7 +565,7 @@ def export(
             raise Usage("-o/--output", f"{output!r} is not one of yaml, json")
         async with session(kubeconfig, context, namespace) as s:
             app = await _existing(s, name)
-        _dump(clean(app), output)
+        dump(clean(app), output)
         return 0
 
     run(main())

@@ -26,7 +26,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from mothership.api.common import DNS_1035
+from mothership.api.common import DNS_1035, DNS_LABEL
 from mothership.kube import ApiError, Kube
 
 FIELD_MANAGER = "mothership-cli"
@@ -143,7 +143,7 @@ async def session(
 
 
 def check_name_label(namespace: str) -> None:
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+    if not re.fullmatch(DNS_LABEL, namespace):
         raise Usage("-n/--namespace", f"{namespace!r} is not a namespace name (a DNS-1123 label)")
 
 
@@ -190,6 +190,18 @@ def age(timestamp: str | None, now: datetime.datetime | None = None) -> str:
         if seconds >= 2 * size or (unit == "m" and seconds >= size):
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def dump(data: Any, output: str) -> None:
+    """``data`` as ``-o json`` or ``-o yaml`` prints it (keys in the order given)."""
+    import json
+
+    import yaml
+
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
 
 
 def interactive() -> bool:

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mothership.api.common import API_VERSION
+
 from .session import (
     FIELD_MANAGER,
     Context,
@@ -21,6 +23,7 @@ from .session import (
     Usage,
     age,
     check_name,
+    dump,
     interactive,
     run,
     session,
@@ -28,7 +31,6 @@ from .session import (
 
 tenant_app = typer.Typer(no_args_is_help=True, help="Create and read Tenants: namespaces with guard rails.")
 
-API_VERSION = "mothership.dev/v1alpha1"
 _SUBJECTS = {"user": "User", "group": "Group", "serviceaccount": "ServiceAccount", "sa": "ServiceAccount"}
 _FLAGS = {"owners": "--owner", "quota": "--cpu/--memory", "isolation": "--isolation",
           "loadTests": "--max-workers/--allowed-target", "namespace": "--namespace-name"}
@@ -160,9 +162,6 @@ def list_tenants(
     kubeconfig: Kubeconfig = None, context: Context = None,
 ) -> None:
     """List Tenants: namespace, owners, readiness, quota use and age."""
-    import json
-
-    import yaml
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -173,10 +172,8 @@ def list_tenants(
         async with session(kubeconfig, context, None, check_namespace=False) as s:
             tenants = await s.kube.list("Tenant")
         rows = [summary(t) for t in sorted(tenants, key=lambda t: t["metadata"]["name"])]
-        if output == "json":
-            typer.echo(json.dumps(rows, indent=2))
-        elif output == "yaml":
-            typer.echo(yaml.safe_dump(rows, sort_keys=False).rstrip())
+        if output in ("json", "yaml"):
+            dump(rows, output)
         elif not rows:
             typer.echo("No Tenants found.")
         else:
@@ -201,6 +198,7 @@ def status(name: Name, kubeconfig: Kubeconfig = None, context: Context = None) -
     from rich.console import Console
     from rich.table import Table
 
+    from mothership.api.loadtest import FINAL_PHASES
     from mothership.api.tenant import TenantSpec
 
     async def main() -> int:
@@ -241,8 +239,7 @@ def status(name: Name, kubeconfig: Kubeconfig = None, context: Context = None) -
             table.add_row(a["metadata"]["name"], a["spec"].get("image", ""), st.get("ready", "0/0"),
                           st.get("phase", "Pending"))
         console.print(table if apps else "Apps: none")
-        running = [t for t in loadtests if (t.get("status") or {}).get("phase") not in
-                   ("Passed", "Failed", "Stopped", "Errored")]
+        running = [t for t in loadtests if (t.get("status") or {}).get("phase") not in FINAL_PHASES]
         lt = Table("LOADTEST", "PHASE", "AGE", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for t in running:
             lt.add_row(t["metadata"]["name"], (t.get("status") or {}).get("phase", "Pending"),
