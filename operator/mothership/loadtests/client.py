@@ -33,6 +33,7 @@ from mothership.kube import KINDS, ApiError, Call, Kube
 from mothership.loadgen.coordinator import Result, Verdict, WorkerReport
 from mothership.loadgen.thresholds import scoped_name
 from mothership.loadgen.timeseries import unpack
+from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY, results_name
 from mothership.loadtests.status import condition, read_status
 
 EXIT_PASSED = 0
@@ -140,18 +141,18 @@ async def _watch(kube: Kube, namespace: str, name: str, version: str) -> Any:
 async def get_results(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     """The LoadTest's ``results.json`` from its ConfigMap ``<name>-results``, or None when there is
     none (not written yet, deleted after the TTL, unreadable, or no permission to read it)."""
-    from mothership.loadtests.builders import RESULTS_KEY, results_name
-
     try:
         body = await kube.get("ConfigMap", results_name(name), namespace)
     except ApiError:
         return None
-    text = ((body or {}).get("data") or {}).get(RESULTS_KEY)
-    if not text:
-        return None
+    return stored_document((body or {}).get("data") or {})
+
+
+def stored_document(data: Mapping[str, str]) -> dict[str, Any] | None:
+    """``results.json`` from a results ConfigMap's ``data``; None if missing or not a JSON object."""
     try:
-        document = json.loads(text)
-    except ValueError:
+        document = json.loads(data.get(RESULTS_KEY) or "null")
+    except (ValueError, TypeError):
         return None
     return document if isinstance(document, dict) else None
 
@@ -186,12 +187,10 @@ def result_from_status(status: LoadTestStatus) -> Result:
 def apply_stored(result: Result, data: Mapping[str, str], binary: Mapping[str, str]) -> Result:
     """``result`` completed from a results ConfigMap's ``data`` and ``binaryData`` (base64), where present:
     the whole per-request table from ``results.json``, the time series from its packed key."""
-    from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY
-
-    with contextlib.suppress(ValueError, TypeError):
-        document = json.loads(data.get(RESULTS_KEY) or "{}")
-        rows = document.get("byRequest") if isinstance(document, dict) else None
-        if isinstance(rows, list):
+    document = stored_document(data) or {}
+    rows = document.get("byRequest")
+    if isinstance(rows, list):
+        with contextlib.suppress(ValueError, TypeError):
             result.by_request = [RequestStats.model_validate(r) for r in rows]
             result.by_request_missing = bool(document.get("byRequestMissing"))
     packed = binary.get(SERIES_KEY)
@@ -217,8 +216,6 @@ async def read_report(kube: Kube, namespace: str, name: str) -> tuple[Result, Lo
     except ValueError:
         spec = None
     result = result_from_status(read_status(body.get("status")))
-    from mothership.loadtests.builders import results_name
-
     stored = await kube.get("ConfigMap", results_name(name), namespace)
     if stored is not None:
         result = apply_stored(result, stored.get("data") or {}, stored.get("binaryData") or {})
