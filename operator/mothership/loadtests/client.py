@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from mothership.api.common import Manifest
 from mothership.api.loadtest import (
     FINAL_PHASES,
     LoadTestConditionType,
@@ -56,11 +57,17 @@ def exit_code(phase: LoadTestPhase | None) -> int:
     return EXIT_OTHER
 
 
-async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
-    """The LoadTest's status and resourceVersion; :class:`NotFound` when it does not exist."""
+async def get_loadtest(kube: Kube, namespace: str, name: str) -> Manifest:
+    """The LoadTest object; :class:`NotFound` when it does not exist."""
     body = await kube.get("LoadTest", name, namespace)
     if body is None:
         raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    return body
+
+
+async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
+    """The LoadTest's status and resourceVersion; :class:`NotFound` when it does not exist."""
+    body = await get_loadtest(kube, namespace, name)
     return read_status(body.get("status")), str(body["metadata"].get("resourceVersion", ""))
 
 
@@ -207,9 +214,7 @@ async def read_report(kube: Kube, namespace: str, name: str) -> tuple[Result, Lo
     :class:`NotFound` when the LoadTest does not exist; a missing ConfigMap
     (never written, or deleted with the test's children) falls back to status.
     """
-    body = await kube.get("LoadTest", name, namespace)
-    if body is None:
-        raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    body = await get_loadtest(kube, namespace, name)
     spec: LoadTestSpec | None
     try:
         spec = LoadTestSpec.model_validate(body.get("spec") or {})
