@@ -32,7 +32,7 @@ from mothership.api.loadtest import (
 )
 from mothership.kube import KINDS, ApiError, Call, Kube
 from mothership.loadgen.coordinator import Result, Verdict, WorkerReport
-from mothership.loadgen.thresholds import scoped_name
+from mothership.loadgen.thresholds import SYMBOLS, scoped_name
 from mothership.loadgen.timeseries import unpack
 from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY, results_name
 from mothership.loadtests.status import condition, read_status
@@ -247,7 +247,7 @@ def format_progress(status: LoadTestStatus) -> str:
 
 
 def _threshold_line(result: Any) -> str:
-    symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}.get(result.op, result.op)
+    symbol = SYMBOLS.get(result.op, result.op)
     value = "no data" if result.value is None else f"{result.value:.6g}"
     mark = "ok  " if result.ok else "FAIL"
     return f"    {mark} {scoped_name(result)} {result.stat} {symbol} {result.limit:.6g} (got {value})"
