@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .session import Context, Kubeconfig, Namespace, run, session
+from .session import Context, Kubeconfig, Namespace, Session, run, session
 
 loadtest_app = typer.Typer(no_args_is_help=True, help="Run, wait for and read load tests.")
 
@@ -278,6 +279,22 @@ def loadtest_run(
     raise typer.Exit(code)
 
 
+@contextlib.asynccontextmanager
+async def reading(name: str, namespace: str | None, kubeconfig: Path | None,
+                  context: str | None) -> AsyncIterator[Session]:
+    """The session ``wait``, ``results`` and ``report`` read LoadTest ``name`` in: a test that is not
+    there, or an API error reading it, is one line naming it and exit 2."""
+    from mothership.kube import ApiError
+    from mothership.loadtests import client
+
+    async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+        try:
+            yield cluster
+        except (client.NotFound, ApiError) as exc:
+            typer.echo(f"loadtest {cluster.namespace}/{name}: {exc}", err=True)
+            raise typer.Exit(client.EXIT_OTHER) from None
+
+
 @loadtest_app.command("wait")
 def loadtest_wait(
     name: Annotated[str, typer.Argument(help="The LoadTest's name.")],
@@ -289,7 +306,6 @@ def loadtest_wait(
 ) -> None:
     """Follow a cluster LoadTest until it ends; exit 0 if it Passed, 1 if it Failed, 2 otherwise."""
     from mothership.api.loadtest import LoadTestStatus
-    from mothership.kube import ApiError
     from mothership.loadtests import client
 
     def progress(status: LoadTestStatus) -> None:
@@ -297,15 +313,12 @@ def loadtest_wait(
             typer.echo(client.format_progress(status))
 
     async def main() -> int:
-        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+        async with reading(name, namespace, kubeconfig, context) as cluster:
             kube, ns = cluster.kube, cluster.namespace
             try:
                 status = await client.follow(kube, ns, name, timeout=timeout, on_status=progress)
             except TimeoutError:
                 typer.echo(f"loadtest {ns}/{name}: not finished after {timeout:g}s", err=True)
-                return client.EXIT_OTHER
-            except (client.NotFound, ApiError) as exc:
-                typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
                 return client.EXIT_OTHER
             results = await client.get_results(kube, ns, name)
         typer.echo(client.format_results(ns, name, status, results))
@@ -323,20 +336,15 @@ def loadtest_results(
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
 ) -> None:
     """Print a cluster LoadTest's results (live while it runs, final once it ended)."""
-    from mothership.kube import ApiError
     from mothership.loadtests import client
 
     if output not in ("table", "json"):
         typer.echo(f"--output must be table or json, not {output!r}", err=True)
         raise typer.Exit(client.EXIT_OTHER)
     async def main() -> int:
-        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
+        async with reading(name, namespace, kubeconfig, context) as cluster:
             kube, ns = cluster.kube, cluster.namespace
-            try:
-                status, _ = await client.get_status(kube, ns, name)
-            except (client.NotFound, ApiError) as exc:
-                typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
-                return client.EXIT_OTHER
+            status, _ = await client.get_status(kube, ns, name)
             results = await client.get_results(kube, ns, name)
         render = client.format_json if output == "json" else client.format_results
         typer.echo(render(ns, name, status, results))
@@ -360,18 +368,13 @@ def loadtest_report(
     Charts and the per-request table come from its results ConfigMap (kept after the pods are gone);
     without it, the page shows what the status holds.
     """
-    from mothership.kube import ApiError
     from mothership.loadgen.report import render
     from mothership.loadtests import client
 
     async def main() -> int:
-        async with session(kubeconfig, context, namespace, check_namespace=False) as cluster:
-            kube, ns = cluster.kube, cluster.namespace
-            try:
-                result, spec = await client.read_report(kube, ns, name)
-            except (client.NotFound, ApiError) as exc:
-                typer.echo(f"loadtest {ns}/{name}: {exc}", err=True)
-                return client.EXIT_OTHER
+        async with reading(name, namespace, kubeconfig, context) as cluster:
+            ns = cluster.namespace
+            result, spec = await client.read_report(cluster.kube, ns, name)
         try:
             output.write_text(render(result, spec, title=f"LoadTest {ns}/{name}"))
         except OSError as exc:

@@ -37,7 +37,6 @@ This module knows nothing of HTTP, rendering or Kubernetes.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import math
@@ -45,7 +44,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from itertools import accumulate
 from operator import add, sub
 from typing import Any
@@ -59,6 +57,7 @@ from .histogram import (
     check_layout,
     coarsen_wire,
     layout_of,
+    rank_of,
 )
 
 MAX_POINTS = 720
@@ -139,12 +138,6 @@ COUNTERS: tuple[str, ...] = ("ws_sessions", "ws_msgs_sent", "ws_msgs_received", 
 GAUGES: tuple[str, ...] = ("virtual_users", "ws_connections")
 
 
-@functools.cache
-def _exact(q: float) -> Fraction:
-    """``q`` as the fraction ``histogram.rank_of`` uses (cached: the same three quantiles every point)."""
-    return Fraction(q).limit_denominator(1_000_000)
-
-
 @dataclass
 class _Hist:
     """A histogram delta: a bucket run at ``sub`` sub-buckets plus the exact scalars."""
@@ -165,7 +158,7 @@ class _Hist:
         running = list(accumulate(self.counts))
         out: list[float | None] = []
         for q in qs:
-            rank = min(self.count, max(1, math.ceil(_exact(q) * self.count)))  # histogram.rank_of
+            rank = rank_of(q, self.count)
             if rank <= self.underflow:
                 value = self.lo
             else:

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from mothership.api.common import Manifest
 from mothership.api.loadtest import (
     FINAL_PHASES,
     LoadTestConditionType,
@@ -31,8 +32,9 @@ from mothership.api.loadtest import (
 )
 from mothership.kube import KINDS, ApiError, Call, Kube
 from mothership.loadgen.coordinator import Result, Verdict, WorkerReport
-from mothership.loadgen.thresholds import scoped_name
+from mothership.loadgen.thresholds import SYMBOLS, scoped_name
 from mothership.loadgen.timeseries import unpack
+from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY, results_name
 from mothership.loadtests.status import condition, read_status
 
 EXIT_PASSED = 0
@@ -55,11 +57,17 @@ def exit_code(phase: LoadTestPhase | None) -> int:
     return EXIT_OTHER
 
 
-async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
-    """The LoadTest's status and resourceVersion; :class:`NotFound` when it does not exist."""
+async def get_loadtest(kube: Kube, namespace: str, name: str) -> Manifest:
+    """The LoadTest object; :class:`NotFound` when it does not exist."""
     body = await kube.get("LoadTest", name, namespace)
     if body is None:
         raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    return body
+
+
+async def get_status(kube: Kube, namespace: str, name: str) -> tuple[LoadTestStatus, str]:
+    """The LoadTest's status and resourceVersion; :class:`NotFound` when it does not exist."""
+    body = await get_loadtest(kube, namespace, name)
     return read_status(body.get("status")), str(body["metadata"].get("resourceVersion", ""))
 
 
@@ -140,18 +148,18 @@ async def _watch(kube: Kube, namespace: str, name: str, version: str) -> Any:
 async def get_results(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     """The LoadTest's ``results.json`` from its ConfigMap ``<name>-results``, or None when there is
     none (not written yet, deleted after the TTL, unreadable, or no permission to read it)."""
-    from mothership.loadtests.builders import RESULTS_KEY, results_name
-
     try:
         body = await kube.get("ConfigMap", results_name(name), namespace)
     except ApiError:
         return None
-    text = ((body or {}).get("data") or {}).get(RESULTS_KEY)
-    if not text:
-        return None
+    return stored_document((body or {}).get("data") or {})
+
+
+def stored_document(data: Mapping[str, str]) -> dict[str, Any] | None:
+    """``results.json`` from a results ConfigMap's ``data``; None if missing or not a JSON object."""
     try:
-        document = json.loads(text)
-    except ValueError:
+        document = json.loads(data.get(RESULTS_KEY) or "null")
+    except (ValueError, TypeError):
         return None
     return document if isinstance(document, dict) else None
 
@@ -186,12 +194,10 @@ def result_from_status(status: LoadTestStatus) -> Result:
 def apply_stored(result: Result, data: Mapping[str, str], binary: Mapping[str, str]) -> Result:
     """``result`` completed from a results ConfigMap's ``data`` and ``binaryData`` (base64), where present:
     the whole per-request table from ``results.json``, the time series from its packed key."""
-    from mothership.loadtests.builders import RESULTS_KEY, SERIES_KEY
-
-    with contextlib.suppress(ValueError, TypeError):
-        document = json.loads(data.get(RESULTS_KEY) or "{}")
-        rows = document.get("byRequest") if isinstance(document, dict) else None
-        if isinstance(rows, list):
+    document = stored_document(data) or {}
+    rows = document.get("byRequest")
+    if isinstance(rows, list):
+        with contextlib.suppress(ValueError, TypeError):
             result.by_request = [RequestStats.model_validate(r) for r in rows]
             result.by_request_missing = bool(document.get("byRequestMissing"))
     packed = binary.get(SERIES_KEY)
@@ -208,17 +214,13 @@ async def read_report(kube: Kube, namespace: str, name: str) -> tuple[Result, Lo
     :class:`NotFound` when the LoadTest does not exist; a missing ConfigMap
     (never written, or deleted with the test's children) falls back to status.
     """
-    body = await kube.get("LoadTest", name, namespace)
-    if body is None:
-        raise NotFound(f"loadtest {name} not found in namespace {namespace}")
+    body = await get_loadtest(kube, namespace, name)
     spec: LoadTestSpec | None
     try:
         spec = LoadTestSpec.model_validate(body.get("spec") or {})
     except ValueError:
         spec = None
     result = result_from_status(read_status(body.get("status")))
-    from mothership.loadtests.builders import results_name
-
     stored = await kube.get("ConfigMap", results_name(name), namespace)
     if stored is not None:
         result = apply_stored(result, stored.get("data") or {}, stored.get("binaryData") or {})
@@ -245,7 +247,7 @@ def format_progress(status: LoadTestStatus) -> str:
 
 
 def _threshold_line(result: Any) -> str:
-    symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}.get(result.op, result.op)
+    symbol = SYMBOLS.get(result.op, result.op)
     value = "no data" if result.value is None else f"{result.value:.6g}"
     mark = "ok  " if result.ok else "FAIL"
     return f"    {mark} {scoped_name(result)} {result.stat} {symbol} {result.limit:.6g} (got {value})"
