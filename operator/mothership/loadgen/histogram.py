@@ -369,10 +369,13 @@ def quantile_of(counts: list[int], underflow: int, overflow: int, count: int,
         if c:
             seen += c
             if seen >= rank:
-                index = i + offset
-                mid = bucket_lower(index, sub) + math.ldexp(0.5 / sub, index // sub + LOW_EXPONENT)
-                return min(max(mid, lo_value), hi_value)
+                return min(max(bucket_mid(i + offset, sub), lo_value), hi_value)
     return hi_value  # the rank is in the overflow bucket
+
+
+def bucket_mid(index: int, sub: int = SUB_BUCKETS) -> float:
+    """The value a quantile falling in bucket ``index`` reports: the middle of the bucket."""
+    return bucket_lower(index, sub) + math.ldexp(0.5 / sub, index // sub + LOW_EXPONENT)
 
 
 def rank_of(q: float, count: int) -> int:

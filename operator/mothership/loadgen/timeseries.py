@@ -51,9 +51,8 @@ from typing import Any
 from ..api.common import Model
 from ..api.vocabulary import QUANTILES, Stat
 from .histogram import (
-    LOW_EXPONENT,
     SUB_BUCKETS,
-    bucket_lower,
+    bucket_mid,
     check_layout,
     coarsen_wire,
     layout_of,
@@ -166,10 +165,7 @@ class _Hist:
                 if i == len(running):
                     value = self.hi  # the rank is in the overflow bucket
                 else:
-                    index = i + self.offset
-                    mid = bucket_lower(index, self.sub) + math.ldexp(0.5 / self.sub,
-                                                                     index // self.sub + LOW_EXPONENT)
-                    value = min(max(mid, self.lo), self.hi)
+                    value = min(max(bucket_mid(i + self.offset, self.sub), self.lo), self.hi)
             out.append(round(value * 1000.0, 6))
         return tuple(out)
 
