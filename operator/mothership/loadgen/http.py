@@ -251,7 +251,7 @@ class HttpClient:
     this class (bench/http_rps.py: engine/bare 0.78 -> see the commit).
     """
 
-    def __init__(self, target: Target, requests: list[PreparedRequest], scenario_index: int,
+    def __init__(self, target: Target, requests: list[PreparedRequest],
                  stats: Stats, now: Clock, loop: asyncio.AbstractEventLoop) -> None:
         if not requests:
             raise ValueError("an HttpClient needs at least one request")
@@ -260,7 +260,6 @@ class HttpClient:
         self._n = len(requests)
         self._durations = stats.durations
         self._protocol = _HeadConnection if any(r.head for r in requests) else _Connection
-        self._si = scenario_index
         self._stats = stats
         self._now = now
         self._loop = loop

@@ -107,7 +107,7 @@ class VirtualUser:
             client = self._clients.get(scenario)
             if client is None:
                 client = self._clients[scenario] = HttpClient(
-                    ctx.target, ctx.requests[scenario], scenario, ctx.stats, ctx.now, ctx.loop)
+                    ctx.target, ctx.requests[scenario], ctx.stats, ctx.now, ctx.loop)
             client.repeat = repeat if ctx.sessions[scenario] is None else None
             client.iterate(scheduled, self._after_http)
         else:
