@@ -197,6 +197,11 @@ class HttpRequest(Model):
     think_time: Duration | None = None
     """Pause after this request before the virtual user's next one (closed model)."""
 
+    @property
+    def row_name(self) -> str:
+        """Its row name: ``name``, else ``METHOD path`` (what results, metrics and thresholds show)."""
+        return self.name or f"{self.method} {self.path}"
+
 
 class WsExpect(StrEnum):
     ECHO = "echo"
@@ -691,7 +696,7 @@ class LoadTestSpec(Model):
             if t.request is None:
                 continue
             scope = [names[t.scenario]] if t.scenario is not None else self.scenarios
-            known = [r.name or f"{r.method} {r.path}" for sc in scope for r in sc.requests]
+            known = [r.row_name for sc in scope for r in sc.requests]
             if t.request not in known:
                 where = f"scenario {t.scenario!r}" if t.scenario is not None else "the spec"
                 listed = ", ".join(dict.fromkeys(known)) or "none"

@@ -95,11 +95,6 @@ ROW_HISTOGRAMS: dict[str, tuple[str, ...]] = {ROW_HTTP: ("http_req_duration",),
 """Which histograms a row of each protocol keeps."""
 
 
-def request_name(method: str, path: str, name: str | None) -> str:
-    """A request's row name: its ``name``, else ``METHOD path`` (what results and metrics show)."""
-    return name or f"{method} {path}"
-
-
 def ws_row_name(path: str) -> str:
     """A WebSocket scenario's row name: ``WS path``."""
     return f"WS {path}"
@@ -219,7 +214,7 @@ class Stats:
         scenarios = list(scenarios)
         rows: list[tuple[int, str, str]] = []
         for i, sc in enumerate(scenarios):
-            rows.extend((i, request_name(r.method, r.path, r.name), ROW_HTTP) for r in sc.requests)
+            rows.extend((i, r.row_name, ROW_HTTP) for r in sc.requests)
             if sc.websocket is not None:
                 rows.append((i, ws_row_name(sc.websocket.path), ROW_WS))
         return cls([sc.name for sc in scenarios], rows)
