@@ -103,10 +103,10 @@ def ws_row_name(path: str) -> str:
 class WsStats:
     """The counters and histograms of one WebSocket row (one WebSocket scenario of one worker).
 
-    ``ws.py`` records into it exactly as it would into a Stats (same method
-    names, the row index where Stats takes one), so each WebSocket scenario has
-    its own message latency and counts at no extra cost per message; the
-    worker's totals are sums over its WsStats (``Stats.snapshot``).
+    ``ws.py`` records into it with Stats's method names (errors go to its
+    ``row``), so each WebSocket scenario has its own message latency and counts
+    at no extra cost per message; the worker's totals are sums over its
+    WsStats (``Stats.snapshot``).
     """
 
     __slots__ = ("_stats", "row", "ws_abnormal_closures", "ws_bytes_received", "ws_bytes_sent",
@@ -126,11 +126,11 @@ class WsStats:
         self.ws_bytes_sent = 0
         self.ws_bytes_received = 0
 
-    def error(self, row: int, error_class: ErrorClass, seconds: float | None = None) -> None:
-        """Count one error of this session (``Stats.error``)."""
-        self._stats.error(row, error_class, seconds)
+    def error(self, error_class: ErrorClass) -> None:
+        """Count one error of this session in its row (``Stats.error``)."""
+        self._stats.error(self.row, error_class)
 
-    def ws_session_started(self, row: int) -> None:
+    def ws_session_started(self) -> None:
         self.ws_sessions += 1
 
     def ws_connected(self, seconds: float) -> None:
@@ -141,12 +141,12 @@ class WsStats:
         if stats.ws_connections > stats.ws_connections_peak:
             stats.ws_connections_peak = stats.ws_connections
 
-    def ws_handshake_failed(self, row: int, error_class: ErrorClass) -> None:
+    def ws_handshake_failed(self, error_class: ErrorClass) -> None:
         """The handshake was refused, timed out or answered without 101 (the session's one error)."""
         self.ws_handshake_failures += 1
-        self._stats.error(row, error_class)
+        self.error(error_class)
 
-    def ws_closed(self, row: int, abnormal: bool, count_error: bool = True) -> None:
+    def ws_closed(self, abnormal: bool, count_error: bool = True) -> None:
         """A connection that ``ws_connected`` counted has closed; ``abnormal`` means 1006, no close frame.
 
         ``count_error=False`` when the session already counted its one error.
@@ -155,7 +155,7 @@ class WsStats:
         if abnormal:
             self.ws_abnormal_closures += 1
             if count_error:
-                self._stats.error(row, ErrorClass.CLOSED)
+                self.error(ErrorClass.CLOSED)
 
     def ws_sent(self, nbytes: int) -> None:
         """One message of ``nbytes`` payload bytes was sent."""
@@ -260,18 +260,16 @@ class Stats:
     # --- WebSocket (for callers without a WsStats: the scenario's first WebSocket row) ----
 
     def ws_session_started(self, scenario_index: int) -> None:
-        self.ws_for(scenario_index).ws_session_started(scenario_index)
+        self.ws_for(scenario_index).ws_session_started()
 
     def ws_connected(self, seconds: float, scenario_index: int = 0) -> None:
         self.ws_for(scenario_index).ws_connected(seconds)
 
     def ws_handshake_failed(self, scenario_index: int, error_class: ErrorClass) -> None:
-        ws = self.ws_for(scenario_index)
-        ws.ws_handshake_failed(ws.row, error_class)
+        self.ws_for(scenario_index).ws_handshake_failed(error_class)
 
     def ws_closed(self, scenario_index: int, abnormal: bool, count_error: bool = True) -> None:
-        ws = self.ws_for(scenario_index)
-        ws.ws_closed(ws.row, abnormal, count_error)
+        self.ws_for(scenario_index).ws_closed(abnormal, count_error)
 
     def ws_sent(self, nbytes: int, scenario_index: int = 0) -> None:
         self.ws_for(scenario_index).ws_sent(nbytes)
