@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
@@ -1014,7 +1015,7 @@ STATUS_REQUEST_ROWS = 10
 poll and read by every watcher); the whole table goes to the results ConfigMap."""
 
 
-def busiest(rows: list[RequestStats], limit: int) -> list[RequestStats]:
+def busiest(rows: Sequence[RequestStats], limit: int) -> list[RequestStats]:
     """The ``limit`` rows with the most requests, in their table order (ties: the earlier row)."""
     if len(rows) <= limit:
         return list(rows)
