@@ -382,21 +382,14 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready, cumulative snapshot (shape in the module docstring)."""
+        rows = [r for r in map(self._row_snapshot, range(len(self.rows))) if r is not None]
         http_reqs: dict[str, dict[str, int]] = {}
         errors: dict[str, dict[str, int]] = {}
-        for index, (s, _, _) in enumerate(self.rows):
-            name = self.scenarios[s]
-            for k, n in enumerate(self.http_counts[index * _NSTATUS:(index + 1) * _NSTATUS]):
-                if n:
-                    acc = http_reqs.setdefault(name, {})
-                    acc[STATUS_CLASSES[k]] = acc.get(STATUS_CLASSES[k], 0) + n
-            for k, n in enumerate(self.error_counts[index * _NERR:(index + 1) * _NERR]):
-                if n:
-                    acc = errors.setdefault(name, {})
-                    acc[ERROR_CLASSES[k].value] = acc.get(ERROR_CLASSES[k].value, 0) + n
-        rows = [r for r in map(self._row_snapshot, range(len(self.rows))) if r is not None]
         sums = {name: _WireSum(name) for name in HISTOGRAMS}
-        for row in rows:  # the totals are the exact merges of the rows (idle rows hold nothing)
+        for row in rows:  # the totals are sums and exact merges of the rows (idle rows hold nothing)
+            for totals, counts in ((http_reqs, row["http_reqs"]), (errors, row["errors"])):
+                if counts:
+                    _add_counts(totals.setdefault(row["scenario"], {}), counts)
             for name, wire in row["histograms"].items():
                 sums[name].add(wire)
         return {
