@@ -90,9 +90,6 @@ WS_COUNTERS: tuple[str, ...] = (
     "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received",
 )
 """The counters a WebSocket row keeps (``WsStats``); the totals are their sums."""
-ROW_HISTOGRAMS: dict[str, tuple[str, ...]] = {ROW_HTTP: ("http_req_duration",),
-                                              ROW_WS: ("ws_connecting", "ws_msg_latency")}
-"""Which histograms a row of each protocol keeps."""
 
 
 def ws_row_name(path: str) -> str:
