@@ -115,11 +115,10 @@ async def _run(ctx: Context, model: Model, stop: asyncio.Event) -> None:
             idle_wait.cancel()
     finally:
         stop_wait.cancel()
-        model.abort()
+        cancelled = model.abort()
         # let aborted transports and cancelled sessions run their callbacks: a cancelled handshake
         # records itself as interrupted, and the caller's final snapshot must include it
         with contextlib.suppress(asyncio.CancelledError):
-            cancelled = model.cancelled_sessions()
             if cancelled:
                 await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)
             await asyncio.sleep(0)
