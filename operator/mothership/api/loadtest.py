@@ -391,12 +391,14 @@ SCENARIO_SCOPED_METRICS: tuple[str, ...] = (
     *REQUEST_SCOPED_METRICS, "ws_sessions", "ws_connecting", "ws_handshake_failures", "ws_abnormal_closures",
     "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received", "ws_msg_latency")
 """Metrics a threshold may scope to one ``scenario`` (kept per request row or WebSocket scenario)."""
+SCENARIO_SCOPE_MESSAGE = "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)
+REQUEST_SCOPE_MESSAGE = "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"
 
 _THRESHOLD_RULES.extend([
     {"rule": f"!has(self.scenario) || self.metric in {_cel_list(list(SCENARIO_SCOPED_METRICS))}",
-     "message": "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)},
+     "message": SCENARIO_SCOPE_MESSAGE},
     {"rule": f"!has(self.request) || self.metric in {_cel_list(list(REQUEST_SCOPED_METRICS))}",
-     "message": "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"},
+     "message": REQUEST_SCOPE_MESSAGE},
 ])
 
 
@@ -445,10 +447,9 @@ class Threshold(Model):
                 f"stat does not apply to this metric: {self.metric} takes {allowed}, not {self.stat.value}"
             )
         if self.scenario is not None and self.metric not in SCENARIO_SCOPED_METRICS:
-            raise ValueError(
-                "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS))
+            raise ValueError(SCENARIO_SCOPE_MESSAGE)
         if self.request is not None and self.metric not in REQUEST_SCOPED_METRICS:
-            raise ValueError("request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only")
+            raise ValueError(REQUEST_SCOPE_MESSAGE)
         ops = [(op, v) for op, v in self.comparisons() if v is not None]
         if len(ops) != 1:
             raise ValueError("set exactly one of lt, lte, gt, gte")
