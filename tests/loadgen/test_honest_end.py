@@ -125,7 +125,7 @@ async def test_failed_websocket_handshakes_back_off_too(refused_url: str) -> Non
 async def test_a_successful_connect_resets_the_backoff(target_server: TargetServer) -> None:
     loop = asyncio.get_running_loop()
     stats = Stats(["s"])
-    client = HttpClient(parse_target(target_server.url), [_request("/ok")], 0, stats, loop.time, loop)
+    client = HttpClient(parse_target(target_server.url), [_request("/ok")], stats, loop.time, loop)
     client._backoff = CONNECT_BACKOFF_MAX  # as after a run of refused connects
     done = loop.create_future()
     client.iterate(loop.time(), lambda: done.set_result(None))
@@ -165,7 +165,7 @@ def test_latency_is_never_negative_even_when_think_time_timers_fire_early(
         stats = Stats(["s"])
         async with serve() as server:
             prepared = [_request("/ok", think_ms / 1000) for _ in range(requests)]
-            client = HttpClient(parse_target(server.url), prepared, 0, stats, loop.time,
+            client = HttpClient(parse_target(server.url), prepared, stats, loop.time,
                                 _EarlyTimers(loop, early_us / 1e6))  # type: ignore[arg-type]
             rounds = iter(range(3))
             client.repeat = lambda _t: next(rounds, None) is not None

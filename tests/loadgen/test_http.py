@@ -22,7 +22,7 @@ async def iterate(
     t = parse_target(url, **target)
     prepared = [prepare(t, HttpRequest.model_validate(r)) for r in requests]
     stats = Stats(["s"])
-    client = HttpClient(t, prepared, 0, stats, clock_for(loop), loop)
+    client = HttpClient(t, prepared, stats, clock_for(loop), loop)
     for _ in range(times):
         done = loop.create_future()
         client.iterate(clock_for(loop)(), lambda d=done: d.set_result(None))

@@ -387,10 +387,10 @@ def rowed_stats(seed: int, n: int = 300) -> Stats:
             s.error(row, ErrorClass.TIMEOUT, 10.0)
     ws = s.ws_for(1)
     for _ in range(rng.randrange(1, 5)):
-        ws.ws_session_started(ws.row)
+        ws.ws_session_started()
         ws.ws_connected(rng.uniform(0.001, 0.01))
         ws.ws_received(5, rng.uniform(0.0005, 0.002))
-    ws.ws_handshake_failed(ws.row, ErrorClass.CONNECT)
+    ws.ws_handshake_failed(ErrorClass.CONNECT)
     return s
 
 

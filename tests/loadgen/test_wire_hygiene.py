@@ -184,7 +184,7 @@ async def test_a_non_ascii_path_reaches_the_server_percent_encoded(
     target = parse_target(url)
     request = HttpRequest.model_validate({"path": "/café?q=東京", "headers": {"host": "shop.example"}})
     stats = Stats(["s"])
-    client = HttpClient(target, [prepare(target, request)], 0, stats, clock_for(loop), loop)
+    client = HttpClient(target, [prepare(target, request)], stats, clock_for(loop), loop)
     done = loop.create_future()
     client.iterate(clock_for(loop)(), lambda: done.set_result(None))
     await asyncio.wait_for(done, 5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
@@ -196,6 +197,11 @@ class HttpRequest(Model):
     """Give up on the response after this long (error class ``timeout``)."""
     think_time: Duration | None = None
     """Pause after this request before the virtual user's next one (closed model)."""
+
+    @property
+    def row_name(self) -> str:
+        """Its row name: ``name``, else ``METHOD path`` (what results, metrics and thresholds show)."""
+        return self.name or f"{self.method} {self.path}"
 
 
 class WsExpect(StrEnum):
@@ -385,12 +391,14 @@ SCENARIO_SCOPED_METRICS: tuple[str, ...] = (
     *REQUEST_SCOPED_METRICS, "ws_sessions", "ws_connecting", "ws_handshake_failures", "ws_abnormal_closures",
     "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received", "ws_msg_latency")
 """Metrics a threshold may scope to one ``scenario`` (kept per request row or WebSocket scenario)."""
+SCENARIO_SCOPE_MESSAGE = "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)
+REQUEST_SCOPE_MESSAGE = "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"
 
 _THRESHOLD_RULES.extend([
     {"rule": f"!has(self.scenario) || self.metric in {_cel_list(list(SCENARIO_SCOPED_METRICS))}",
-     "message": "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS)},
+     "message": SCENARIO_SCOPE_MESSAGE},
     {"rule": f"!has(self.request) || self.metric in {_cel_list(list(REQUEST_SCOPED_METRICS))}",
-     "message": "request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only"},
+     "message": REQUEST_SCOPE_MESSAGE},
 ])
 
 
@@ -439,10 +447,9 @@ class Threshold(Model):
                 f"stat does not apply to this metric: {self.metric} takes {allowed}, not {self.stat.value}"
             )
         if self.scenario is not None and self.metric not in SCENARIO_SCOPED_METRICS:
-            raise ValueError(
-                "scenario applies to per-request metrics only: " + ", ".join(SCENARIO_SCOPED_METRICS))
+            raise ValueError(SCENARIO_SCOPE_MESSAGE)
         if self.request is not None and self.metric not in REQUEST_SCOPED_METRICS:
-            raise ValueError("request applies to " + ", ".join(REQUEST_SCOPED_METRICS) + " only")
+            raise ValueError(REQUEST_SCOPE_MESSAGE)
         ops = [(op, v) for op, v in self.comparisons() if v is not None]
         if len(ops) != 1:
             raise ValueError("set exactly one of lt, lte, gt, gte")
@@ -691,7 +698,7 @@ class LoadTestSpec(Model):
             if t.request is None:
                 continue
             scope = [names[t.scenario]] if t.scenario is not None else self.scenarios
-            known = [r.name or f"{r.method} {r.path}" for sc in scope for r in sc.requests]
+            known = [r.row_name for sc in scope for r in sc.requests]
             if t.request not in known:
                 where = f"scenario {t.scenario!r}" if t.scenario is not None else "the spec"
                 listed = ", ".join(dict.fromkeys(known)) or "none"
@@ -1009,7 +1016,7 @@ STATUS_REQUEST_ROWS = 10
 poll and read by every watcher); the whole table goes to the results ConfigMap."""
 
 
-def busiest(rows: list[RequestStats], limit: int) -> list[RequestStats]:
+def busiest(rows: Sequence[RequestStats], limit: int) -> list[RequestStats]:
     """The ``limit`` rows with the most requests, in their table order (ties: the earlier row)."""
     if len(rows) <= limit:
         return list(rows)

@@ -36,7 +36,7 @@ from .gcpause import FewerPauses
 from .http import parse_target, prepare
 from .models import Context, Model, model_for
 from .plan import WorkerShare
-from .stats import Stats, request_name
+from .stats import Stats
 from .ws import SeqIds, prepare_session
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def build_context(spec: LoadTestSpec, share: WorkerShare, stats: Stats, base_url
         share=share,
         stats=stats,
         target=target,
-        requests=[[prepare(target, r, stats.row(i, request_name(r.method, r.path, r.name)))
+        requests=[[prepare(target, r, stats.row(i, r.row_name))
                    for r in sc.requests] for i, sc in enumerate(spec.scenarios)],
         sessions=[prepare_session(base_url, sc.websocket, ssl_context, ids) if sc.websocket else None
                   for sc in spec.scenarios],
@@ -115,11 +115,10 @@ async def _run(ctx: Context, model: Model, stop: asyncio.Event) -> None:
             idle_wait.cancel()
     finally:
         stop_wait.cancel()
-        model.abort()
+        cancelled = model.abort()
         # let aborted transports and cancelled sessions run their callbacks: a cancelled handshake
         # records itself as interrupted, and the caller's final snapshot must include it
         with contextlib.suppress(asyncio.CancelledError):
-            cancelled = model.cancelled_sessions()
             if cancelled:
                 await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)
             await asyncio.sleep(0)

@@ -46,7 +46,7 @@ from .histogram import _SHIFT, _TWICE_SUB
 from .histogram import BUCKETS as _BUCKETS
 from .histogram import LOWEST as _LOWEST
 from .histogram import SUB_BUCKETS as _SUB
-from .stats import Stats, request_name
+from .stats import Stats
 
 _frexp = math.frexp
 _int = int
@@ -122,7 +122,7 @@ class PreparedRequest:
     head: bool
     """A HEAD request: the response has headers only."""
     name: str
-    """The row name in results: the spec's ``name``, else ``METHOD path`` (``stats.request_name``)."""
+    """The row name in results: the spec's ``name``, else ``METHOD path`` (``HttpRequest.row_name``)."""
     size: int
     """len(data): bytes written per request."""
     row: int = 0
@@ -157,7 +157,7 @@ def prepare(target: Target, request: HttpRequest, row: int = 0) -> PreparedReque
         timeout=parse_duration(request.timeout),
         think_time=parse_duration(request.think_time) if request.think_time else 0.0,
         head=request.method == "HEAD",
-        name=request_name(request.method, request.path, request.name),
+        name=request.row_name,
         size=len(data),
         row=row,
     )
@@ -251,7 +251,7 @@ class HttpClient:
     this class (bench/http_rps.py: engine/bare 0.78 -> see the commit).
     """
 
-    def __init__(self, target: Target, requests: list[PreparedRequest], scenario_index: int,
+    def __init__(self, target: Target, requests: list[PreparedRequest],
                  stats: Stats, now: Clock, loop: asyncio.AbstractEventLoop) -> None:
         if not requests:
             raise ValueError("an HttpClient needs at least one request")
@@ -260,7 +260,6 @@ class HttpClient:
         self._n = len(requests)
         self._durations = stats.durations
         self._protocol = _HeadConnection if any(r.head for r in requests) else _Connection
-        self._si = scenario_index
         self._stats = stats
         self._now = now
         self._loop = loop

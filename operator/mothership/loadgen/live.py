@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..api.loadtest import LoadTestSpec, Percentiles, RequestStats, ThresholdResult
+from ..api.loadtest import LoadTestSpec, Percentiles, RequestStats, ThresholdResult, busiest
 from ..api.vocabulary import BY_NAME, Stat, Unit
 from .coordinator import Result, Verdict
 from .thresholds import SYMBOLS, can_recover, scoped_name
@@ -152,10 +152,7 @@ def format_by_request(rows: Sequence[RequestStats], *, limit: int | None = None)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("scenario", "name", "reqs", "fails", "p50", "p95", "p99", "rps"):
         table.add_column(column, justify="left" if column in ("scenario", "name") else "right")
-    shown = list(rows)
-    if limit is not None and len(shown) > limit:
-        busiest = set(map(id, sorted(shown, key=lambda r: r.requests, reverse=True)[:limit]))
-        shown = [r for r in shown if id(r) in busiest]
+    shown = list(rows) if limit is None else busiest(rows, limit)
     for r in shown:
         fails = f"{r.errors:,}" + (f" ({r.error_rate * 100:.1f}%)" if r.errors else "")
         table.add_row(r.scenario, r.name, f"{r.requests:,}", fails, format_ms(r.duration.p50),

@@ -19,7 +19,7 @@ A good citizen leaves nothing behind, whatever ends it:
   ``PR_SET_PDEATHSIG`` = SIGKILL (Linux), so it dies with the launcher even
   when the launcher is killed with SIGKILL and cannot clean up.
 - A child that exits before its run has ended is reported to the coordinator
-  at once (``worker_failed``) rather than after missed polls.
+  at once (``worker_exited``) rather than after missed polls.
 - Children run in their own sessions, so a Ctrl-C in the terminal reaches only
   this process; the CLI turns SIGINT, SIGTERM and SIGHUP alike into a graceful
   stop through the coordinator and still collects the partial summary.

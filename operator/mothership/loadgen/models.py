@@ -107,7 +107,7 @@ class VirtualUser:
             client = self._clients.get(scenario)
             if client is None:
                 client = self._clients[scenario] = HttpClient(
-                    ctx.target, ctx.requests[scenario], scenario, ctx.stats, ctx.now, ctx.loop)
+                    ctx.target, ctx.requests[scenario], ctx.stats, ctx.now, ctx.loop)
             client.repeat = repeat if ctx.sessions[scenario] is None else None
             client.iterate(scheduled, self._after_http)
         else:
@@ -174,7 +174,6 @@ class Model:
         self.idle = asyncio.Event()
         """Set when no iteration is in flight after ``drain``."""
         self.start_time = 0.0
-        self._cancelled: list[asyncio.Task[None]] = []
 
     def start(self, start_time: float) -> None:
         raise NotImplementedError
@@ -191,15 +190,13 @@ class Model:
         if self.ctx.stopping.is_set() and not any(vu.busy for vu in self.users):
             self.idle.set()
 
-    def abort(self) -> None:
-        """Cancel every iteration in flight; ``cancelled_sessions`` lists the tasks still to unwind."""
-        self._cancelled = [t for t in (vu.abort() for vu in self.users) if t is not None]
+    def abort(self) -> list[asyncio.Task[None]]:
+        """Cancel every iteration in flight; return the WebSocket session tasks it cancelled (await
+        them so their records are in)."""
+        cancelled = [t for t in (vu.abort() for vu in self.users) if t is not None]
         self.ctx.stats.virtual_users = 0
         self.idle.set()
-
-    def cancelled_sessions(self) -> list[asyncio.Task[None]]:
-        """The WebSocket session tasks ``abort`` cancelled: await them so their records are in."""
-        return self._cancelled
+        return cancelled
 
 
 class ClosedModel(Model):
@@ -276,12 +273,12 @@ class ClosedModel(Model):
         self.end_time = -math.inf  # every keep_going answers no from now on
         super().drain()
 
-    def abort(self) -> None:
+    def abort(self) -> list[asyncio.Task[None]]:
         if self._ticker is not None:
             self._ticker.cancel()
         self.end_time = -math.inf
         self.active = 0
-        super().abort()
+        return super().abort()
 
 
 class OpenModel(Model):
@@ -332,11 +329,11 @@ class OpenModel(Model):
             self._scheduler.cancel()
         super().drain()
 
-    def abort(self) -> None:
+    def abort(self) -> list[asyncio.Task[None]]:
         if self._scheduler is not None:
             self._scheduler.cancel()
         self.in_flight = 0
-        super().abort()
+        return super().abort()
 
 
 def model_for(ctx: Context) -> Model:

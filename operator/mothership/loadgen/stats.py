@@ -90,14 +90,6 @@ WS_COUNTERS: tuple[str, ...] = (
     "ws_msgs_sent", "ws_msgs_received", "ws_bytes_sent", "ws_bytes_received",
 )
 """The counters a WebSocket row keeps (``WsStats``); the totals are their sums."""
-ROW_HISTOGRAMS: dict[str, tuple[str, ...]] = {ROW_HTTP: ("http_req_duration",),
-                                              ROW_WS: ("ws_connecting", "ws_msg_latency")}
-"""Which histograms a row of each protocol keeps."""
-
-
-def request_name(method: str, path: str, name: str | None) -> str:
-    """A request's row name: its ``name``, else ``METHOD path`` (what results and metrics show)."""
-    return name or f"{method} {path}"
 
 
 def ws_row_name(path: str) -> str:
@@ -108,10 +100,10 @@ def ws_row_name(path: str) -> str:
 class WsStats:
     """The counters and histograms of one WebSocket row (one WebSocket scenario of one worker).
 
-    ``ws.py`` records into it exactly as it would into a Stats (same method
-    names, the row index where Stats takes one), so each WebSocket scenario has
-    its own message latency and counts at no extra cost per message; the
-    worker's totals are sums over its WsStats (``Stats.snapshot``).
+    ``ws.py`` records into it with Stats's method names (errors go to its
+    ``row``), so each WebSocket scenario has its own message latency and counts
+    at no extra cost per message; the worker's totals are sums over its
+    WsStats (``Stats.snapshot``).
     """
 
     __slots__ = ("_stats", "row", "ws_abnormal_closures", "ws_bytes_received", "ws_bytes_sent",
@@ -131,11 +123,11 @@ class WsStats:
         self.ws_bytes_sent = 0
         self.ws_bytes_received = 0
 
-    def error(self, row: int, error_class: ErrorClass, seconds: float | None = None) -> None:
-        """Count one error of this session (``Stats.error``)."""
-        self._stats.error(row, error_class, seconds)
+    def error(self, error_class: ErrorClass) -> None:
+        """Count one error of this session in its row (``Stats.error``)."""
+        self._stats.error(self.row, error_class)
 
-    def ws_session_started(self, row: int) -> None:
+    def ws_session_started(self) -> None:
         self.ws_sessions += 1
 
     def ws_connected(self, seconds: float) -> None:
@@ -146,12 +138,12 @@ class WsStats:
         if stats.ws_connections > stats.ws_connections_peak:
             stats.ws_connections_peak = stats.ws_connections
 
-    def ws_handshake_failed(self, row: int, error_class: ErrorClass) -> None:
+    def ws_handshake_failed(self, error_class: ErrorClass) -> None:
         """The handshake was refused, timed out or answered without 101 (the session's one error)."""
         self.ws_handshake_failures += 1
-        self._stats.error(row, error_class)
+        self.error(error_class)
 
-    def ws_closed(self, row: int, abnormal: bool, count_error: bool = True) -> None:
+    def ws_closed(self, abnormal: bool, count_error: bool = True) -> None:
         """A connection that ``ws_connected`` counted has closed; ``abnormal`` means 1006, no close frame.
 
         ``count_error=False`` when the session already counted its one error.
@@ -160,7 +152,7 @@ class WsStats:
         if abnormal:
             self.ws_abnormal_closures += 1
             if count_error:
-                self._stats.error(row, ErrorClass.CLOSED)
+                self.error(ErrorClass.CLOSED)
 
     def ws_sent(self, nbytes: int) -> None:
         """One message of ``nbytes`` payload bytes was sent."""
@@ -219,7 +211,7 @@ class Stats:
         scenarios = list(scenarios)
         rows: list[tuple[int, str, str]] = []
         for i, sc in enumerate(scenarios):
-            rows.extend((i, request_name(r.method, r.path, r.name), ROW_HTTP) for r in sc.requests)
+            rows.extend((i, r.row_name, ROW_HTTP) for r in sc.requests)
             if sc.websocket is not None:
                 rows.append((i, ws_row_name(sc.websocket.path), ROW_WS))
         return cls([sc.name for sc in scenarios], rows)
@@ -265,18 +257,16 @@ class Stats:
     # --- WebSocket (for callers without a WsStats: the scenario's first WebSocket row) ----
 
     def ws_session_started(self, scenario_index: int) -> None:
-        self.ws_for(scenario_index).ws_session_started(scenario_index)
+        self.ws_for(scenario_index).ws_session_started()
 
     def ws_connected(self, seconds: float, scenario_index: int = 0) -> None:
         self.ws_for(scenario_index).ws_connected(seconds)
 
     def ws_handshake_failed(self, scenario_index: int, error_class: ErrorClass) -> None:
-        ws = self.ws_for(scenario_index)
-        ws.ws_handshake_failed(ws.row, error_class)
+        self.ws_for(scenario_index).ws_handshake_failed(error_class)
 
     def ws_closed(self, scenario_index: int, abnormal: bool, count_error: bool = True) -> None:
-        ws = self.ws_for(scenario_index)
-        ws.ws_closed(ws.row, abnormal, count_error)
+        self.ws_for(scenario_index).ws_closed(abnormal, count_error)
 
     def ws_sent(self, nbytes: int, scenario_index: int = 0) -> None:
         self.ws_for(scenario_index).ws_sent(nbytes)
@@ -389,21 +379,14 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready, cumulative snapshot (shape in the module docstring)."""
+        rows = [r for r in map(self._row_snapshot, range(len(self.rows))) if r is not None]
         http_reqs: dict[str, dict[str, int]] = {}
         errors: dict[str, dict[str, int]] = {}
-        for index, (s, _, _) in enumerate(self.rows):
-            name = self.scenarios[s]
-            for k, n in enumerate(self.http_counts[index * _NSTATUS:(index + 1) * _NSTATUS]):
-                if n:
-                    acc = http_reqs.setdefault(name, {})
-                    acc[STATUS_CLASSES[k]] = acc.get(STATUS_CLASSES[k], 0) + n
-            for k, n in enumerate(self.error_counts[index * _NERR:(index + 1) * _NERR]):
-                if n:
-                    acc = errors.setdefault(name, {})
-                    acc[ERROR_CLASSES[k].value] = acc.get(ERROR_CLASSES[k].value, 0) + n
-        rows = [r for r in map(self._row_snapshot, range(len(self.rows))) if r is not None]
         sums = {name: _WireSum(name) for name in HISTOGRAMS}
-        for row in rows:  # the totals are the exact merges of the rows (idle rows hold nothing)
+        for row in rows:  # the totals are sums and exact merges of the rows (idle rows hold nothing)
+            for totals, counts in ((http_reqs, row["http_reqs"]), (errors, row["errors"])):
+                if counts:
+                    _add_counts(totals.setdefault(row["scenario"], {}), counts)
             for name, wire in row["histograms"].items():
                 sums[name].add(wire)
         return {

@@ -290,8 +290,6 @@ class WsSession:
         self.p = prepared
         self.stats = stats.ws_for(scenario_index)
         """The scenario's WebSocket row: it records like a Stats, per scenario."""
-        self.si = self.stats.row
-        """The Stats row errors are counted in."""
         self.now = now
         self.stopping = stopping
         self.transport: WSTransport | None = None
@@ -362,7 +360,7 @@ class WsSession:
                     paired = True
         if not ok and self.has_sent and not self.errored:
             self.errored = True
-            stats.error(self.si, ErrorClass.PROTOCOL)
+            stats.error(ErrorClass.PROTOCOL)
         stats.ws_received(size, latency)
         if self._fast and paired and not self.closing:
             self.send(transport, t)
@@ -394,7 +392,7 @@ class WsSession:
     def on_disconnected(self) -> None:
         if self.connected:
             abnormal = self.close_code is None and not self.closing
-            self.stats.ws_closed(self.si, abnormal, count_error=not self.errored)
+            self.stats.ws_closed(abnormal, count_error=not self.errored)
             if abnormal:
                 self.errored = True
             self.connected = False
@@ -412,14 +410,14 @@ class WsSession:
 
     def _fail_handshake(self, error_class: ErrorClass, exc: BaseException) -> None:
         self.errored = True
-        self.stats.ws_handshake_failed(self.si, error_class)
+        self.stats.ws_handshake_failed(error_class)
         drop_tracebacks(exc)
 
     async def run(self) -> None:
         """Run the whole session; returns when it is closed. Cancellation aborts the connection."""
         p = self.p
         stats = self.stats
-        stats.ws_session_started(self.si)
+        stats.ws_session_started()
         t0 = self.now()
         try:
             transport, _ = await asyncio.wait_for(
@@ -432,7 +430,7 @@ class WsSession:
             # the run ended (duration + gracefulStop) with the handshake unanswered: a failure
             # (recorded here, not by _fail_handshake: the cancellation re-raised keeps its traceback)
             self.errored = True
-            stats.ws_handshake_failed(self.si, ErrorClass.INTERRUPTED)
+            stats.ws_handshake_failed(ErrorClass.INTERRUPTED)
             raise
         except TimeoutError as exc:
             self._fail_handshake(ErrorClass.TIMEOUT, exc)
@@ -485,7 +483,7 @@ class WsSession:
                 if next_ping is not None and t >= next_ping:
                     if pings_sent - self.pongs >= 2 and not self.errored:
                         self.errored = True  # a ping went unanswered for a whole interval
-                        self.stats.error(self.si, ErrorClass.PROTOCOL)
+                        self.stats.error(ErrorClass.PROTOCOL)
                     transport.send_ping()
                     pings_sent += 1
                     next_ping += p.ping_interval
